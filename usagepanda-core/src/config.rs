@@ -1,0 +1,357 @@
+//! The configuration: plain serde data, read from TOML or JSON.
+//!
+//! Every key of the original proxy's `config.js` is accepted under its original
+//! SCREAMING_CASE name and under the snake_case form of that name, so a `config.js` can be
+//! ported value for value. `null` means "the default" (the original's `config.js` writes
+//! `AZURE_RESOURCE_NAME: null`). Unknown keys and bad values are a [`ConfigError`] naming the
+//! key; nothing is silently ignored.
+
+mod error;
+mod values;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use self::error::ConfigError;
+pub use self::values::{AutoReplyKind, AutoReplyRule, HeaderOverrides, ReflectionAction, RuleAction, WordlistSpec};
+use crate::wordlist::WordlistMatch;
+
+/// The upper bound of `POLICY_RETRY_COUNT` (as in the original).
+pub const MAX_RETRY_COUNT: u32 = 5;
+
+/// A whole configuration. Construct it with [`Config::from_toml`], [`Config::from_json`] or
+/// `Config::default()` (a pure pass-through: every policy off).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "snake_case")]
+pub struct Config {
+    // --- modes and endpoints (read by the adapters) ---
+    /// Standalone mode: local config only, stats only logged.
+    #[serde(alias = "LOCAL_MODE", deserialize_with = "nullable")]
+    pub local_mode: bool,
+    /// The Usage Panda API (config and stats).
+    #[serde(alias = "USAGE_PANDA_API", deserialize_with = "nullable")]
+    pub usage_panda_api: String,
+    /// The Usage Panda API key, when not sent per request.
+    #[serde(alias = "USAGE_PANDA_API_KEY", deserialize_with = "nullable", skip_serializing)]
+    pub usage_panda_api_key: Option<String>,
+    /// The upstream key injected when a client sends none.
+    #[serde(alias = "OPENAI_API_KEY", deserialize_with = "nullable", skip_serializing)]
+    pub openai_api_key: Option<String>,
+    /// The upstream base URL (`https://api.openai.com/v1`; a trailing `/v1` is optional).
+    #[serde(alias = "LLM_API_BASE_PATH", deserialize_with = "nullable")]
+    pub llm_api_base_path: String,
+    /// Minutes a config loaded from the Usage Panda API is cached.
+    #[serde(alias = "CONFIG_CACHE_MINUTES", deserialize_with = "nullable")]
+    pub config_cache_minutes: u64,
+    /// Headers returned on every answer; `OPTIONS` is answered with them at once.
+    #[serde(alias = "CORS_HEADERS", deserialize_with = "nullable")]
+    pub cors_headers: BTreeMap<String, String>,
+    /// When the Usage Panda API config cannot be loaded: go on with the local config (true) or
+    /// answer 500 (false).
+    #[serde(alias = "FAIL_OPEN_ON_CONFIG_ERROR", deserialize_with = "nullable")]
+    pub fail_open_on_config_error: bool,
+    /// Upload stats without waiting for the upload.
+    #[serde(alias = "ASYNC_STATS_UPLOAD", deserialize_with = "nullable")]
+    pub async_stats_upload: bool,
+    /// An id (string or object) added to every stats record and log line.
+    #[serde(alias = "PROXY_ID", deserialize_with = "nullable")]
+    pub proxy_id: serde_json::Value,
+
+    // --- Azure ---
+    /// The Azure OpenAI resource to route to (or header `x-usagepanda-azure-resource`).
+    #[serde(alias = "AZURE_RESOURCE_NAME", deserialize_with = "nullable")]
+    pub azure_resource_name: Option<String>,
+    /// The deployment used for a model missing from `AZURE_DEPLOYMENT_MAP`.
+    #[serde(alias = "AZURE_DEPLOYMENT_ID", deserialize_with = "nullable")]
+    pub azure_deployment_id: Option<String>,
+    /// Model name to Azure deployment name.
+    #[serde(alias = "AZURE_DEPLOYMENT_MAP", deserialize_with = "nullable")]
+    pub azure_deployment_map: BTreeMap<String, String>,
+    /// The Azure `api-version` query parameter.
+    #[serde(alias = "AZURE_API_VERSION", deserialize_with = "nullable")]
+    pub azure_api_version: String,
+    /// The Azure endpoint template; `{resource}` is replaced by the resource name.
+    #[serde(alias = "AZURE_ENDPOINT", deserialize_with = "nullable")]
+    pub azure_endpoint: String,
+
+    // --- text handling ---
+    /// What replaces redacted text.
+    #[serde(alias = "REDACTION_STRING", deserialize_with = "nullable")]
+    pub redaction_string: String,
+    /// Marks the secret part of a prompt for prompt-reflection checks (the original's spelling
+    /// is accepted, and so is `PROMPT_REFLECTION_DELIMITER`).
+    #[serde(
+        alias = "PROMPT_REFLECTION_DELIMETER",
+        alias = "PROMPT_REFLECTION_DELIMITER",
+        alias = "prompt_reflection_delimiter",
+        deserialize_with = "nullable"
+    )]
+    pub prompt_reflection_delimeter: String,
+    /// `word` (default): phrases match whole words; `substring`: anywhere.
+    #[serde(alias = "WORDLIST_MATCH", deserialize_with = "nullable")]
+    pub wordlist_match: WordlistMatch,
+    /// What `x-usagepanda-*` headers may do: `tighten` (default), `any` or `off`.
+    #[serde(alias = "HEADER_OVERRIDES", deserialize_with = "nullable")]
+    pub header_overrides: HeaderOverrides,
+
+    // --- policies ---
+    /// Models (and image sizes such as `1024x1024`) that are refused.
+    #[serde(alias = "POLICY_DISABLED_MODELS", deserialize_with = "nullable")]
+    pub policy_disabled_models: Vec<String>,
+    /// Known prompts answered without calling the upstream.
+    #[serde(alias = "POLICY_AUTOREPLY", deserialize_with = "nullable")]
+    pub policy_autoreply: Vec<AutoReplyRule>,
+    /// Word lists applied to requests, e.g. `profanity:block,dan:redact,custom:audit`.
+    #[serde(alias = "POLICY_REQUEST_WORDLIST", deserialize_with = "nullable")]
+    pub policy_request_wordlist: WordlistSpec,
+    /// Word lists applied to responses.
+    #[serde(alias = "POLICY_RESPONSE_WORDLIST", deserialize_with = "nullable")]
+    pub policy_response_wordlist: WordlistSpec,
+    /// The phrases of the `custom` list.
+    #[serde(alias = "POLICY_CUSTOM_WORDLIST", deserialize_with = "nullable")]
+    pub policy_custom_wordlist: Vec<String>,
+    /// Refuse requests whose `max_tokens` is missing or above this (0 = off).
+    #[serde(alias = "POLICY_MAX_TOKENS", deserialize_with = "nullable")]
+    pub policy_max_tokens: u64,
+    /// Refuse requests whose prompt is longer than this many characters (0 = off).
+    #[serde(alias = "POLICY_MAX_PROMPT_CHARS", deserialize_with = "nullable")]
+    pub policy_max_prompt_chars: u64,
+    /// Send the user content to the moderation endpoint first; refuse when flagged.
+    #[serde(alias = "POLICY_AUTO_MODERATE", deserialize_with = "nullable")]
+    pub policy_auto_moderate: bool,
+    /// When the moderation call fails: allow (true) or refuse (false, the default).
+    #[serde(alias = "MODERATION_FAIL_OPEN", deserialize_with = "nullable")]
+    pub moderation_fail_open: bool,
+    /// Refuse requests without a `user` field.
+    #[serde(alias = "POLICY_ENFORCE_USER_IDS", deserialize_with = "nullable")]
+    pub policy_enforce_user_ids: bool,
+    /// Keep the whole request in the stats record.
+    #[serde(alias = "POLICY_LOG_REQUEST", deserialize_with = "nullable")]
+    pub policy_log_request: bool,
+    /// Keep the whole response in the stats record.
+    #[serde(alias = "POLICY_LOG_RESPONSE", deserialize_with = "nullable")]
+    pub policy_log_response: bool,
+    /// `none`, `audit`, `redact` or `block`.
+    #[serde(alias = "POLICY_PROMPT_REFLECTION", deserialize_with = "nullable")]
+    pub policy_prompt_reflection: ReflectionAction,
+    /// Retries of a failed upstream call (at most 5).
+    #[serde(alias = "POLICY_RETRY_COUNT", deserialize_with = "nullable")]
+    pub policy_retry_count: u32,
+
+    // --- server (read by the adapters) ---
+    /// Largest accepted request body in bytes.
+    #[serde(alias = "MAX_BODY_BYTES", deserialize_with = "nullable")]
+    pub max_body_bytes: u64,
+    /// Seconds allowed to open an upstream connection.
+    #[serde(alias = "UPSTREAM_CONNECT_TIMEOUT_SECS", deserialize_with = "nullable")]
+    pub upstream_connect_timeout_secs: u64,
+    /// Seconds allowed for a whole upstream call (for a stream: until the response head).
+    #[serde(alias = "UPSTREAM_TIMEOUT_SECS", deserialize_with = "nullable")]
+    pub upstream_timeout_secs: u64,
+    /// Where stats records go: `stdout` (default), `file` or `api`.
+    #[serde(alias = "STATS_SINK", deserialize_with = "nullable")]
+    pub stats_sink: Option<String>,
+    /// The JSON-lines file for `stats_sink = "file"`.
+    #[serde(alias = "STATS_FILE", deserialize_with = "nullable")]
+    pub stats_file: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            local_mode: false,
+            usage_panda_api: "https://api.usagepanda.com/v1".to_owned(),
+            usage_panda_api_key: None,
+            openai_api_key: None,
+            llm_api_base_path: "https://api.openai.com/v1".to_owned(),
+            config_cache_minutes: 5,
+            cors_headers: [
+                ("Access-Control-Allow-Headers", "*"),
+                ("Access-Control-Allow-Origin", "*"),
+                ("Access-Control-Allow-Methods", "OPTIONS,POST,GET"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            fail_open_on_config_error: false,
+            async_stats_upload: false,
+            proxy_id: serde_json::Value::Null,
+            azure_resource_name: None,
+            azure_deployment_id: None,
+            azure_deployment_map: BTreeMap::new(),
+            azure_api_version: "2024-10-21".to_owned(),
+            azure_endpoint: "https://{resource}.openai.azure.com".to_owned(),
+            redaction_string: "****".to_owned(),
+            prompt_reflection_delimeter: "||".to_owned(),
+            wordlist_match: WordlistMatch::Word,
+            header_overrides: HeaderOverrides::Tighten,
+            policy_disabled_models: Vec::new(),
+            policy_autoreply: Vec::new(),
+            policy_request_wordlist: WordlistSpec::default(),
+            policy_response_wordlist: WordlistSpec::default(),
+            policy_custom_wordlist: Vec::new(),
+            policy_max_tokens: 0,
+            policy_max_prompt_chars: 0,
+            policy_auto_moderate: false,
+            moderation_fail_open: false,
+            policy_enforce_user_ids: false,
+            policy_log_request: false,
+            policy_log_response: false,
+            policy_prompt_reflection: ReflectionAction::None,
+            policy_retry_count: 0,
+            max_body_bytes: 16 * 1024 * 1024,
+            upstream_connect_timeout_secs: 10,
+            upstream_timeout_secs: 600,
+            stats_sink: None,
+            stats_file: None,
+        }
+    }
+}
+
+/// `null` deserializes to the field's default.
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
+            format: "TOML",
+            message: e.message().to_owned(),
+        })?;
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| ConfigError::from_path_error(e.path().to_string(), e.inner().message()))
+            .and_then(Config::validated)
+    }
+
+    /// Parses a JSON document (for example the original's `config.js` object as JSON).
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let inner = e.inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ConfigError::Syntax {
+                    format: "JSON",
+                    message: inner.to_string(),
+                }
+            } else {
+                ConfigError::from_path_error(e.path().to_string(), &strip_position(&inner.to_string()))
+            }
+        })?;
+        de.end().map_err(|e| ConfigError::Syntax {
+            format: "JSON",
+            message: e.to_string(),
+        })?;
+        config.validated()
+    }
+
+    /// Merges a config object (the Usage Panda API's answer) over this one: keys present in
+    /// `overlay` win, the rest is kept.
+    pub fn merged_with_json(&self, overlay: &serde_json::Value) -> Result<Config, ConfigError> {
+        let serde_json::Value::Object(overlay) = overlay else {
+            return Err(ConfigError::Invalid {
+                key: "(root)".to_owned(),
+                message: "expected a JSON object".to_owned(),
+            });
+        };
+        // Start from this config's keys (SCREAMING_CASE and snake_case name the same field, so
+        // an overlay key replaces the base key whichever spelling either uses).
+        let mut base = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        for (key, value) in overlay {
+            base.insert(key.to_ascii_lowercase(), value.clone());
+        }
+        let mut merged = Config::from_json(&serde_json::Value::Object(base).to_string())?;
+        // Secrets are not serialised; keep ours unless the overlay brings its own.
+        if merged.openai_api_key.is_none() {
+            merged.openai_api_key.clone_from(&self.openai_api_key);
+        }
+        if merged.usage_panda_api_key.is_none() {
+            merged.usage_panda_api_key.clone_from(&self.usage_panda_api_key);
+        }
+        Ok(merged)
+    }
+
+    fn validated(self) -> Result<Config, ConfigError> {
+        if self.policy_retry_count > MAX_RETRY_COUNT {
+            return Err(ConfigError::Invalid {
+                key: "POLICY_RETRY_COUNT".to_owned(),
+                message: format!(
+                    "`{}` is more than the maximum of {MAX_RETRY_COUNT}",
+                    self.policy_retry_count
+                ),
+            });
+        }
+        if self.prompt_reflection_delimeter.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "PROMPT_REFLECTION_DELIMETER".to_owned(),
+                message: "must not be empty or only white space".to_owned(),
+            });
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "MAX_BODY_BYTES".to_owned(),
+                message: "must be more than 0".to_owned(),
+            });
+        }
+        if let Some(sink) = &self.stats_sink {
+            if !["stdout", "file", "api", "none"].contains(&sink.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: "STATS_SINK".to_owned(),
+                    message: format!("unknown sink `{sink}` (expected stdout, file, api or none)"),
+                });
+            }
+            if sink == "file" && self.stats_file.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "STATS_FILE".to_owned(),
+                    message: "is required when STATS_SINK is `file`".to_owned(),
+                });
+            }
+        }
+        if !self.azure_endpoint.contains("://") {
+            return Err(ConfigError::Invalid {
+                key: "AZURE_ENDPOINT".to_owned(),
+                message: format!("`{}` is not a URL", self.azure_endpoint),
+            });
+        }
+        for (key, value) in [
+            ("LLM_API_BASE_PATH", &self.llm_api_base_path),
+            ("USAGE_PANDA_API", &self.usage_panda_api),
+        ] {
+            if !(value.starts_with("http://") || value.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    key: key.to_owned(),
+                    message: format!("`{value}` is not an http(s) URL"),
+                });
+            }
+        }
+        for (i, rule) in self.policy_autoreply.iter().enumerate() {
+            if rule.request.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: format!("POLICY_AUTOREPLY[{i}].request"),
+                    message: "must not be empty".to_owned(),
+                });
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// serde_json appends " at line L column C" to data errors; the key path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,450 @@
+//! The sans-IO exchange: one client request, through the policy, to one answer and one stats
+//! record.
+//!
+//! [`Policy::begin`] returns the one next thing to do as a [`Step`]. The adapter performs it
+//! (call moderation, call the upstream) and hands the result back to the pending token's
+//! `resume`, which consumes the token, so steps cannot be taken out of order. Time and ids come
+//! in through [`Context`]; the core reads no clock and does no I/O.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
+use crate::endpoint::Endpoint;
+use crate::openai::request::RequestView;
+use crate::overrides::{self, Settings};
+use crate::policy::Policy;
+use crate::reply::{self, AutoReplyBody};
+use crate::rules::moderation::{self, ModerationResult};
+use crate::rules::reflection::{self, Reflector};
+use crate::rules::wordlists::{self, Scan, Side};
+use crate::rules::{self, RequestInput, Rewrite, log};
+use crate::stats::{Metadata, StatsRecord};
+use crate::verdict::{Decision, Flag, Reply, Verdict};
+
+mod response;
+
+pub use self::response::UpstreamFailure;
+
+/// A client's request, as the adapter received it.
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path (and query), e.g. `/v1/chat/completions`.
+    pub path: String,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// What the adapter knows that the core may not look up itself.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Seconds since the Unix epoch (for `created` in auto-replies).
+    pub now_unix_secs: u64,
+    /// A unique id for this exchange (for auto-reply ids).
+    pub exchange_id: String,
+    /// The client's address.
+    pub ip_address: Option<String>,
+    /// Whether the config came from a cache.
+    pub config_cached: bool,
+}
+
+impl Context {
+    /// A fixed context for offline checks.
+    pub fn offline() -> Context {
+        Context {
+            now_unix_secs: 0,
+            exchange_id: "usagepanda".to_owned(),
+            ip_address: None,
+            config_cached: true,
+        }
+    }
+}
+
+/// The next thing the adapter must do.
+#[derive(Debug)]
+pub enum Step {
+    /// Post [`PendingModeration::body`] to the moderation endpoint and resume with the result.
+    Moderate(PendingModeration),
+    /// Send [`PendingUpstream::body`] to the upstream and resume with its answer.
+    Forward(PendingUpstream),
+    /// Answer the client with this outcome; the exchange is over.
+    Finish(Outcome),
+}
+
+/// The end of an exchange: the answer and its stats record.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// HTTP status for the client.
+    pub status: u16,
+    /// `Content-Type` of the body; `None` keeps the upstream's.
+    pub content_type: Option<&'static str>,
+    /// The body for the client.
+    pub body: Bytes,
+    /// The decision.
+    pub decision: Decision,
+    /// The stats record. The adapter adds what only it knows (latency) and emits it.
+    pub stats: StatsRecord,
+    rewritten: Option<Bytes>,
+}
+
+impl Outcome {
+    /// The verdict this outcome carries (for offline checks).
+    pub fn verdict(&self) -> Verdict {
+        let reply = match self.content_type {
+            Some(content_type) => Some(Reply {
+                status: self.status,
+                content_type,
+                body: self.body.clone(),
+            }),
+            None => None,
+        };
+        Verdict {
+            decision: self.decision,
+            flags: self.stats.flags.clone(),
+            rewritten: self.rewritten.clone(),
+            reply,
+        }
+    }
+}
+
+/// The state an exchange carries between steps.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) policy: Policy,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) method: Method,
+    pub(crate) settings: Settings,
+    pub(crate) context: Context,
+    pub(crate) metadata: Metadata,
+    /// The client's body, as received.
+    pub(crate) body: Bytes,
+    /// Whether the request was checked (a JSON POST) or passed through untouched.
+    pub(crate) checked: bool,
+    pub(crate) flags: Vec<Flag>,
+    pub(crate) stream: bool,
+    pub(crate) model: Option<String>,
+    pub(crate) secrets: Vec<String>,
+}
+
+/// Waiting for the moderation endpoint's answer.
+#[derive(Debug)]
+pub struct PendingModeration {
+    state: State,
+    body: Bytes,
+    forward: Bytes,
+    autoreply: Option<Reply>,
+}
+
+impl PendingModeration {
+    /// The moderation request body (`{"input": [...]}`): the client's text, before redaction.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Resumes with the moderation result.
+    pub fn resume(self, result: ModerationResult) -> Step {
+        let mut state = self.state;
+        if let Some(flag) = moderation::flag(&result, state.policy.config().moderation_fail_open) {
+            state.flags.push(flag);
+        }
+        state.decide(self.forward, self.autoreply)
+    }
+}
+
+/// Waiting for the upstream's answer.
+#[derive(Debug)]
+pub struct PendingUpstream {
+    pub(crate) state: State,
+    pub(crate) forward: Bytes,
+}
+
+impl PendingUpstream {
+    /// The body to send: the client's bytes, or the rewritten body when a rule redacted it.
+    pub fn body(&self) -> &Bytes {
+        &self.forward
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.state.endpoint
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> &Method {
+        &self.state.method
+    }
+
+    /// The request's `model`, when it has one (for routing, e.g. Azure deployments).
+    pub fn model(&self) -> Option<&str> {
+        self.state.model.as_deref()
+    }
+
+    /// How many times a failed call may be retried (`POLICY_RETRY_COUNT`, at most 5).
+    pub fn retry_count(&self) -> u32 {
+        self.state.settings.retry_count
+    }
+
+    /// Whether the client asked for a server-sent-event stream.
+    pub fn is_stream(&self) -> bool {
+        self.state.stream
+    }
+
+    /// The flags raised so far (request side).
+    pub fn flags(&self) -> &[Flag] {
+        &self.state.flags
+    }
+
+    /// The verdict on the request side alone.
+    pub fn request_verdict(&self) -> Verdict {
+        let rewritten = (self.forward.as_ptr() != self.state.body.as_ptr()
+            || self.forward.len() != self.state.body.len())
+        .then(|| self.forward.clone());
+        Verdict {
+            decision: Decision::Allow,
+            flags: self.state.flags.clone(),
+            rewritten,
+            reply: None,
+        }
+    }
+}
+
+impl Policy {
+    /// Starts an exchange.
+    pub fn begin(&self, request: ClientRequest, context: Context) -> Step {
+        let endpoint = Endpoint::from_path(&request.path);
+        let metadata = Metadata {
+            proxy_id: self.config().proxy_id.clone(),
+            ip_address: context.ip_address.clone(),
+            user_agent: header_text(&request.headers, http::header::USER_AGENT.as_str()),
+            organization: header_text(&request.headers, "openai-organization"),
+            trace_id: None,
+            ..Metadata::default()
+        };
+        let mut state = State {
+            policy: self.clone(),
+            endpoint,
+            method: request.method,
+            settings: self.settings().clone(),
+            context,
+            metadata,
+            body: request.body,
+            checked: false,
+            flags: Vec::new(),
+            stream: false,
+            model: None,
+            secrets: Vec::new(),
+        };
+        match overrides::trace_id(&request.headers) {
+            Ok(id) => state.metadata.trace_id = id,
+            Err(e) => return Step::Finish(state.bad_request(&e.to_string(), Some(e.header))),
+        }
+        match self
+            .settings()
+            .with_headers(&request.headers, self.config().header_overrides)
+        {
+            Ok(settings) => state.settings = settings,
+            Err(e) => return Step::Finish(state.bad_request(&e.to_string(), Some(e.header))),
+        }
+        if state.method != Method::POST {
+            let forward = state.body.clone();
+            return Step::Forward(PendingUpstream { state, forward });
+        }
+        state.check_request()
+    }
+}
+
+impl State {
+    fn check_request(mut self) -> Step {
+        let body = self.body.clone();
+        let looks_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if !self.endpoint.requires_json() && !looks_json {
+            // A multipart upload or another non-JSON body on a path the rules do not know.
+            return Step::Forward(PendingUpstream {
+                forward: body,
+                state: self,
+            });
+        }
+        let view = match RequestView::parse(&body) {
+            Ok(view) => view,
+            Err(e) if self.endpoint.requires_json() || looks_json => {
+                let message = if e.is_data() {
+                    format!("invalid request body: {e}")
+                } else {
+                    format!("request body is not valid JSON: {e}")
+                };
+                return Step::Finish(self.bad_request(&message, None));
+            }
+            Err(_) => RequestView::default(),
+        };
+        self.checked = true;
+        self.stream = view.is_stream();
+        self.model = view.model.as_deref().map(str::to_owned);
+        let policy = self.policy.clone();
+        let input = RequestInput {
+            endpoint: &self.endpoint,
+            view: &view,
+            settings: &self.settings,
+            config: policy.config(),
+        };
+        let autoreply = rules::autoreply::check(&input);
+        let limits = [
+            rules::max_tokens::check(&input),
+            rules::max_prompt_chars::check(&input),
+            rules::enforce_user_ids::check(&input),
+            rules::disabled_models::check(&input),
+        ];
+        let moderation_body = moderation::request_body(&input);
+        let mut scan = Scan::default();
+        if !self.settings.request_wordlist.is_empty() && self.endpoint != Endpoint::Moderations {
+            let spec = &self.settings.request_wordlist;
+            let redaction = policy.config().redaction_string.as_str();
+            view.visit_texts(&self.endpoint, &mut |t| {
+                wordlists::scan_text(policy.scanner(), spec, redaction, &t, &mut scan);
+            });
+        }
+        self.secrets = reflection::secrets(&input);
+        let autoreply_reply = autoreply.map(|(flag, rule)| {
+            self.flags.push(flag);
+            AutoReplyBody {
+                chat: self.endpoint == Endpoint::ChatCompletions,
+                stream: self.stream,
+                model: view.model.as_deref().unwrap_or_default(),
+                content: &rule.response,
+                id: &self.context.exchange_id,
+                created: self.context.now_unix_secs,
+            }
+            .reply()
+        });
+        self.flags.extend(limits.into_iter().flatten());
+        wordlists::record(
+            &mut self.flags,
+            Side::Request,
+            &scan,
+            &self.settings.request_wordlist,
+        );
+        let forward = match rewrite(&body, &scan.rewrites) {
+            Some(new) => new,
+            None => body.clone(),
+        };
+        drop(view);
+        if let Some(body) = moderation_body {
+            if !self.blocked() && autoreply_reply.is_none() {
+                return Step::Moderate(PendingModeration {
+                    state: self,
+                    body,
+                    forward,
+                    autoreply: autoreply_reply,
+                });
+            }
+        }
+        self.decide(forward, autoreply_reply)
+    }
+
+    pub(crate) fn blocked(&self) -> bool {
+        self.flags.iter().any(Flag::blocks)
+    }
+
+    fn decide(self, forward: Bytes, autoreply: Option<Reply>) -> Step {
+        if self.blocked() {
+            let reply = reply::block_reply(&self.flags);
+            return Step::Finish(self.finish_with(reply, Decision::Block, None));
+        }
+        if let Some(reply) = autoreply {
+            let rewritten = (forward != self.body).then_some(forward);
+            return Step::Finish(self.finish_with(reply, Decision::AutoReply, rewritten));
+        }
+        Step::Forward(PendingUpstream {
+            state: self,
+            forward,
+        })
+    }
+
+    /// A 400 for a request the rules cannot read.
+    fn bad_request(self, message: &str, param: Option<&str>) -> Outcome {
+        let reply = reply::error_reply(400, message, "invalid_request_error", param, None);
+        let mut outcome = self.finish_with(reply, Decision::Block, None);
+        outcome.stats.error_message = Some(message.to_owned());
+        outcome
+    }
+
+    /// Ends the exchange with an answer of our own.
+    pub(crate) fn finish_with(
+        self,
+        reply: Reply,
+        decision: Decision,
+        rewritten: Option<Bytes>,
+    ) -> Outcome {
+        let response = log::response_record(&self.endpoint, &reply.body, true);
+        let error = reply.status >= 400;
+        let mut stats = self.stats(reply.status, decision);
+        stats.error = error;
+        if error {
+            stats.error_message = Some(reply::block_message(&stats.flags));
+        }
+        stats.response = response;
+        Outcome {
+            status: reply.status,
+            content_type: Some(reply.content_type),
+            body: reply.body,
+            decision,
+            stats,
+            rewritten,
+        }
+    }
+
+    /// The stats record of this exchange so far.
+    pub(crate) fn stats(self, status: u16, decision: Decision) -> StatsRecord {
+        let request = if self.checked {
+            log::request_record(&self.body, self.settings.log_request)
+        } else {
+            None
+        };
+        StatsRecord {
+            endpoint: self.endpoint.path().to_owned(),
+            config_cached: self.context.config_cached,
+            flags: self.flags,
+            error: false,
+            error_message: None,
+            decision,
+            status,
+            stream: self.stream,
+            autorouted: serde_json::Map::new(),
+            metadata: self.metadata,
+            request,
+            response: None,
+            usage: None,
+        }
+    }
+}
+
+/// Writes rewritten texts back into a JSON body; `None` when there is nothing to rewrite (or
+/// the body cannot be re-read, which cannot happen for a body the view parsed).
+pub(crate) fn rewrite(body: &[u8], rewrites: &[Rewrite]) -> Option<Bytes> {
+    if rewrites.is_empty() {
+        return None;
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    for (slot, text) in rewrites {
+        if let Some(target) = slot.string_mut(&mut value) {
+            target.clone_from(text);
+        }
+    }
+    serde_json::to_vec(&value).ok().map(Bytes::from)
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The compiled reflection matcher of an exchange, when reflection is on and the prompt has a
+/// protected part.
+pub(crate) fn reflector(state: &State) -> Option<Reflector> {
+    state.settings.prompt_reflection.action()?;
+    Reflector::new(&state.secrets)
+}

@@ -1,0 +1,160 @@
+//! The response side of an exchange: the upstream's answer through the response rules.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Outcome, PendingUpstream, State, reflector, rewrite};
+use crate::openai::response::ResponseView;
+use crate::reply;
+use crate::rules::log;
+use crate::rules::reflection;
+use crate::rules::wordlists::{self, Scan, Side};
+use crate::verdict::Decision;
+
+/// Why the upstream gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// No connection could be made (answered 502).
+    Connect(String),
+    /// No answer in time (answered 504).
+    Timeout(String),
+    /// The connection broke or the answer was unreadable (answered 502).
+    Broken(String),
+}
+
+impl UpstreamFailure {
+    fn status(&self) -> u16 {
+        match self {
+            UpstreamFailure::Timeout(_) => 504,
+            UpstreamFailure::Connect(_) | UpstreamFailure::Broken(_) => 502,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            UpstreamFailure::Connect(why) => format!("upstream connection failed: {why}"),
+            UpstreamFailure::Timeout(why) => format!("upstream timed out: {why}"),
+            UpstreamFailure::Broken(why) => format!("upstream answer failed: {why}"),
+        }
+    }
+}
+
+impl PendingUpstream {
+    /// Resumes with the upstream's complete answer.
+    pub fn resume(self, status: u16, body: Bytes) -> Outcome {
+        let state = self.state;
+        if !(200..300).contains(&status) || !state.checked {
+            return state.pass_through(status, body);
+        }
+        let reflector = reflector(&state);
+        let spec = state.settings.response_wordlist.clone();
+        let spec = &spec;
+        let active = state.endpoint.is_generation() && (!spec.is_empty() || reflector.is_some());
+        if !active {
+            return state.pass_through(status, body);
+        }
+        let Ok(view) = ResponseView::parse(&body) else {
+            let message = "upstream answer is not valid JSON, so the response policies cannot be applied";
+            let reply = reply::error_reply(502, message, "upstream_error", None, None);
+            let mut outcome = state.finish_with(reply, Decision::Block, None);
+            outcome.stats.error_message = Some(message.to_owned());
+            return outcome;
+        };
+        let policy = state.policy.clone();
+        let endpoint = state.endpoint.clone();
+        let log_full = state.settings.log_response;
+        let redaction = policy.config().redaction_string.as_str();
+        let mut scan = Scan::default();
+        let mut reflected = false;
+        let reflection_action = state.settings.prompt_reflection.action();
+        let mut reflection_rewrites = Vec::new();
+        view.visit_texts(&mut |t| {
+            if !spec.is_empty() {
+                wordlists::scan_text(policy.scanner(), spec, redaction, &t, &mut scan);
+            }
+            if let (Some(r), Some(action)) = (&reflector, reflection_action) {
+                reflected |= reflection::check_text(r, action, redaction, &t, &mut reflection_rewrites);
+            }
+        });
+        drop(view);
+        let mut state = state;
+        wordlists::record(&mut state.flags, Side::Response, &scan, spec);
+        if let (true, Some(action)) = (reflected, reflection_action) {
+            state.flags.push(reflection::flag(action));
+        }
+        if state.blocked() {
+            let reply = reply::block_reply(&state.flags);
+            let mut outcome = state.finish_with(reply, Decision::Block, None);
+            outcome.stats.response = log::response_record(&endpoint, &body, log_full);
+            return outcome;
+        }
+        // Reflection redaction runs on the text after word-list redaction when both apply.
+        let mut rewrites = scan.rewrites;
+        for (slot, text) in reflection_rewrites {
+            match rewrites.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, existing)) => {
+                    if let Some(r) = &reflector {
+                        if let Some(again) = r.redact(existing, redaction) {
+                            *existing = again;
+                        }
+                    }
+                }
+                None => rewrites.push((slot, text)),
+            }
+        }
+        let out = rewrite(&body, &rewrites).unwrap_or_else(|| body.clone());
+        let mut outcome = state.pass_through(status, out.clone());
+        outcome.stats.response = log::response_record(&endpoint, &body, log_full);
+        outcome.rewritten = (out != body).then_some(out);
+        outcome
+    }
+
+    /// Resumes when the upstream could not be asked or gave no answer.
+    pub fn fail(self, failure: UpstreamFailure) -> Outcome {
+        let message = failure.message();
+        let reply = reply::error_reply(failure.status(), &message, "upstream_error", None, None);
+        let mut outcome = self.state.finish_with(reply, Decision::Allow, None);
+        outcome.stats.error_message = Some(message);
+        outcome
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageView<'a> {
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+}
+
+/// The `usage` object of an answer body, when it has one.
+pub(crate) fn usage_of(body: &[u8]) -> Option<Box<RawValue>> {
+    let view: UsageView<'_> = serde_json::from_slice(body).ok()?;
+    view.usage.filter(|u| u.get() != "null").map(|u| u.to_owned())
+}
+
+impl State {
+    /// Ends the exchange with the upstream's answer, unchanged (status, body and content type).
+    pub(crate) fn pass_through(self, status: u16, body: Bytes) -> Outcome {
+        let endpoint = self.endpoint.clone();
+        let log_full = self.settings.log_response || !(200..300).contains(&status);
+        let checked = self.checked;
+        let decision = Decision::Allow;
+        let mut stats = self.stats(status, decision);
+        if checked || !(200..300).contains(&status) {
+            stats.response = log::response_record(&endpoint, &body, log_full);
+            stats.usage = usage_of(&body);
+        }
+        if !(200..300).contains(&status) {
+            stats.error = true;
+            stats.error_message = Some(format!("upstream answered {status}"));
+        }
+        Outcome {
+            status,
+            content_type: None,
+            body,
+            decision,
+            stats,
+            rewritten: None,
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `POLICY_LOG_REQUEST` / `POLICY_LOG_RESPONSE`: what of the bodies the stats record keeps.
+//! Without the policy, the prompt fields (`prompt`, `input`, `messages`, `instruction`,
+//! `instructions`) and the generated fields (`choices`, `data`, `output`) are dropped;
+//! embedding vectors are never kept. Trimming copies the kept fields' raw JSON without
+//! building a tree.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::endpoint::Endpoint;
+
+const PROMPT_FIELDS: &[&str] = &["prompt", "input", "messages", "instruction", "instructions"];
+const OUTPUT_FIELDS: &[&str] = &["choices", "data", "output"];
+const EMBEDDING_FIELDS: &[&str] = &["data"];
+
+/// The request as the stats record keeps it.
+pub(crate) fn request_record(body: &[u8], full: bool) -> Option<Box<RawValue>> {
+    keep(body, if full { &[] } else { PROMPT_FIELDS })
+}
+
+/// The response as the stats record keeps it.
+pub(crate) fn response_record(endpoint: &Endpoint, body: &[u8], full: bool) -> Option<Box<RawValue>> {
+    let drop = match (full, endpoint) {
+        (false, _) => OUTPUT_FIELDS,
+        (true, Endpoint::Embeddings) => EMBEDDING_FIELDS,
+        (true, _) => &[],
+    };
+    keep(body, drop)
+}
+
+/// The JSON object in `body` without the `drop` fields; a body that is not a JSON object is
+/// kept as a JSON string (lossy UTF-8, at most 4 KiB) so that error pages still show.
+fn keep(body: &[u8], drop: &[&str]) -> Option<Box<RawValue>> {
+    if body.is_empty() {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let kept = (&mut de)
+        .deserialize_map(Trim { drop })
+        .ok()
+        .filter(|_| de.end().is_ok());
+    match kept {
+        Some(json) => RawValue::from_string(json).ok(),
+        None => {
+            let text = String::from_utf8_lossy(body);
+            let cut = text
+                .char_indices()
+                .nth(4096)
+                .map_or(text.len(), |(i, _)| i);
+            serde_json::value::to_raw_value(&text[..cut]).ok()
+        }
+    }
+}
+
+struct Trim<'d> {
+    drop: &'d [&'d str],
+}
+
+impl<'de> Visitor<'de> for Trim<'_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
+        let mut out = String::from("{");
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            if self.drop.contains(&key.as_ref()) {
+                continue;
+            }
+            if out.len() > 1 {
+                out.push(',');
+            }
+            let key = serde_json::to_string(key.as_ref()).map_err(de::Error::custom)?;
+            out.push_str(&key);
+            out.push(':');
+            out.push_str(value.get());
+        }
+        out.push('}');
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_prompt_fields() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"secret"}],"user":"u"}"#;
+        let kept = request_record(body, false).map(|r| r.get().to_owned());
+        assert_eq!(kept.as_deref(), Some(r#"{"model":"m","user":"u"}"#));
+        let full = request_record(body, true).map(|r| r.get().to_owned());
+        assert_eq!(full.as_deref(), Some(std::str::from_utf8(body).unwrap_or_default()));
+    }
+
+    #[test]
+    fn embeddings_vectors_never_kept_and_text_bodies_survive() {
+        let body = br#"{"object":"list","data":[{"embedding":[0.1]}],"model":"e"}"#;
+        let kept = response_record(&Endpoint::Embeddings, body, true).map(|r| r.get().to_owned());
+        assert_eq!(kept.as_deref(), Some(r#"{"object":"list","model":"e"}"#));
+        let text = response_record(&Endpoint::Completions, b"Bad Gateway", false)
+            .map(|r| r.get().to_owned());
+        assert_eq!(text.as_deref(), Some(r#""Bad Gateway""#));
+    }
+}

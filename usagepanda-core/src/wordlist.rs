@@ -1,0 +1,510 @@
+//! Literal phrase matching: the built-in lists, the custom list and the scanner.
+//!
+//! Every phrase is matched literally (never as a regular expression), ASCII
+//! case-insensitively, by one Aho-Corasick automaton built once per [`Policy`](crate::Policy).
+//! In [`WordlistMatch::Word`] mode (the default) a match must stand as whole words: `class`
+//! does not match `ass`. Redaction replaces every occurrence and is UTF-8 safe because a match
+//! of a valid UTF-8 phrase in valid UTF-8 text always starts and ends on character boundaries.
+
+use std::fmt;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
+use serde::{Deserialize, Serialize};
+
+/// The names of the word lists a policy can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListName {
+    /// Built-in English profanity, slurs and insults.
+    Profanity,
+    /// Built-in sexually explicit terms.
+    Adult,
+    /// Built-in jailbreak and prompt-injection phrases ("do anything now" and friends).
+    Dan,
+    /// The operator's own list (`POLICY_CUSTOM_WORDLIST`).
+    Custom,
+}
+
+impl ListName {
+    /// Every list, in the order descriptions name them.
+    pub const ALL: [ListName; 4] = [
+        ListName::Profanity,
+        ListName::Adult,
+        ListName::Dan,
+        ListName::Custom,
+    ];
+
+    /// The wire name (`profanity`, `adult`, `dan`, `custom`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListName::Profanity => "profanity",
+            ListName::Adult => "adult",
+            ListName::Dan => "dan",
+            ListName::Custom => "custom",
+        }
+    }
+
+    /// Parses a list name, case-insensitively.
+    pub fn parse(name: &str) -> Option<ListName> {
+        ListName::ALL
+            .into_iter()
+            .find(|list| list.as_str().eq_ignore_ascii_case(name))
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for ListName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a phrase must sit in the text to count as a match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WordlistMatch {
+    /// Whole words only: the characters around the match are not letters, digits or `_`.
+    #[default]
+    Word,
+    /// Anywhere, even inside a word (the original proxy's behaviour).
+    Substring,
+}
+
+/// A set of lists, as a small bit set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ListSet(u8);
+
+impl ListSet {
+    /// The empty set.
+    pub const EMPTY: ListSet = ListSet(0);
+
+    /// Adds a list.
+    pub fn insert(&mut self, list: ListName) {
+        self.0 |= list.bit();
+    }
+
+    /// Whether the list is in the set.
+    pub fn contains(self, list: ListName) -> bool {
+        self.0 & list.bit() != 0
+    }
+
+    /// Whether no list is in the set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The lists in the set, in [`ListName::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = ListName> {
+        ListName::ALL.into_iter().filter(move |l| self.contains(*l))
+    }
+
+    /// The union of two sets.
+    pub fn union(self, other: ListSet) -> ListSet {
+        ListSet(self.0 | other.0)
+    }
+}
+
+impl FromIterator<ListName> for ListSet {
+    fn from_iter<I: IntoIterator<Item = ListName>>(iter: I) -> Self {
+        let mut set = ListSet::EMPTY;
+        for list in iter {
+            set.insert(list);
+        }
+        set
+    }
+}
+
+const PROFANITY: &str = include_str!("wordlists/profanity.txt");
+const ADULT: &str = include_str!("wordlists/adult.txt");
+const DAN: &str = include_str!("wordlists/dan.txt");
+
+/// The phrases of a built-in list (comment lines starting with `#` and blank lines skipped).
+pub fn builtin_phrases(list: ListName) -> impl Iterator<Item = &'static str> {
+    let text = match list {
+        ListName::Profanity => PROFANITY,
+        ListName::Adult => ADULT,
+        ListName::Dan => DAN,
+        ListName::Custom => "",
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
+
+/// One match in a text: where it is and which lists it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// Byte offset of the first byte.
+    pub start: usize,
+    /// Byte offset one past the last byte.
+    pub end: usize,
+    /// The lists the phrase is in (a phrase can be in several).
+    pub lists: ListSet,
+}
+
+/// A compiled set of literal phrases, each tagged with the lists it belongs to.
+#[derive(Clone)]
+pub struct Scanner {
+    /// Leftmost-longest automaton for the scan itself.
+    leftmost: AhoCorasick,
+    /// Standard-semantics automaton for the rare re-check of every phrase at one position.
+    overlapping: AhoCorasick,
+    /// Per pattern: the lists it belongs to.
+    lists: Vec<ListSet>,
+    /// Per pattern: whether it starts / ends with a word character.
+    edges: Vec<(bool, bool)>,
+    mode: WordlistMatch,
+    longest_chars: usize,
+}
+
+impl fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scanner")
+            .field("patterns", &self.lists.len())
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// Why a set of phrases could not be compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot compile word list: {0}")]
+pub struct ScannerError(#[from] aho_corasick::BuildError);
+
+impl Scanner {
+    /// Builds a scanner from `(phrase, lists)` pairs. Phrases are folded to ASCII lower case and
+    /// trimmed; empty phrases are skipped; the same phrase in several lists is kept once.
+    pub fn new<'a, I>(phrases: I, mode: WordlistMatch) -> Result<Scanner, ScannerError>
+    where
+        I: IntoIterator<Item = (&'a str, ListName)>,
+    {
+        let mut patterns: Vec<String> = Vec::new();
+        let mut lists: Vec<ListSet> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for (phrase, list) in phrases {
+            let phrase = phrase.trim().to_ascii_lowercase();
+            if phrase.is_empty() {
+                continue;
+            }
+            match index.get(&phrase) {
+                Some(&i) => {
+                    let set: &mut ListSet = &mut lists[i];
+                    set.insert(list);
+                }
+                None => {
+                    index.insert(phrase.clone(), patterns.len());
+                    patterns.push(phrase);
+                    lists.push([list].into_iter().collect());
+                }
+            }
+        }
+        let edges = patterns
+            .iter()
+            .map(|p| {
+                (
+                    p.chars().next().is_some_and(is_word_char),
+                    p.chars().next_back().is_some_and(is_word_char),
+                )
+            })
+            .collect();
+        let longest_chars = patterns
+            .iter()
+            .map(|p| p.chars().count())
+            .max()
+            .unwrap_or(0);
+        let leftmost = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&patterns)?;
+        let overlapping = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .start_kind(StartKind::Anchored)
+            .build(&patterns)?;
+        Ok(Scanner {
+            leftmost,
+            overlapping,
+            lists,
+            edges,
+            mode,
+            longest_chars,
+        })
+    }
+
+    /// How many distinct phrases the scanner holds.
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// Whether the scanner holds no phrase.
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+
+    /// The length in characters of the longest phrase (what a stream must hold back, plus one).
+    pub fn longest_chars(&self) -> usize {
+        self.longest_chars
+    }
+
+    /// The matching mode.
+    pub fn mode(&self) -> WordlistMatch {
+        self.mode
+    }
+
+    /// Finds the first acceptable match at or after byte `from`: its phrase belongs to one of
+    /// `enabled`, and in word mode it stands as whole words. Matches do not overlap when the
+    /// caller continues from the previous hit's end.
+    pub fn find_from(&self, text: &str, from: usize, enabled: ListSet) -> Option<Hit> {
+        if self.is_empty() || enabled.is_empty() {
+            return None;
+        }
+        let mut at = from;
+        while at < text.len() {
+            let found = self
+                .leftmost
+                .find(Input::new(text).span(at..text.len()))?;
+            let (start, end, pattern) = (found.start(), found.end(), found.pattern().as_usize());
+            if self.accepts(text, start, end, pattern, enabled) {
+                return Some(Hit {
+                    start,
+                    end,
+                    lists: self.lists[pattern].intersect(enabled),
+                });
+            }
+            // The longest phrase here is not acceptable; a shorter one starting at the same
+            // place may be. This path is rare (near-misses only), so it may be slower.
+            if let Some(hit) = self.best_anchored(text, start, enabled) {
+                return Some(hit);
+            }
+            at = next_char_boundary(text, start);
+        }
+        None
+    }
+
+    fn best_anchored(&self, text: &str, start: usize, enabled: ListSet) -> Option<Hit> {
+        let input = Input::new(text)
+            .span(start..text.len())
+            .anchored(Anchored::Yes);
+        let mut state = aho_corasick::automaton::OverlappingState::start();
+        let mut best: Option<Hit> = None;
+        loop {
+            self.overlapping.find_overlapping(input.clone(), &mut state);
+            let Some(found) = state.get_match() else {
+                break;
+            };
+            let (end, pattern) = (found.end(), found.pattern().as_usize());
+            if self.accepts(text, start, end, pattern, enabled)
+                && best.is_none_or(|b: Hit| end > b.end)
+            {
+                best = Some(Hit {
+                    start,
+                    end,
+                    lists: self.lists[pattern].intersect(enabled),
+                });
+            }
+        }
+        best
+    }
+
+    fn accepts(
+        &self,
+        text: &str,
+        start: usize,
+        end: usize,
+        pattern: usize,
+        enabled: ListSet,
+    ) -> bool {
+        if self.lists[pattern].intersect(enabled).is_empty() {
+            return false;
+        }
+        if self.mode == WordlistMatch::Substring {
+            return true;
+        }
+        let (starts_word, ends_word) = self.edges[pattern];
+        let before_ok = !starts_word || !text[..start].chars().next_back().is_some_and(is_word_char);
+        let after_ok = !ends_word || !text[end..].chars().next().is_some_and(is_word_char);
+        before_ok && after_ok
+    }
+
+    /// Every acceptable match, left to right, without overlaps.
+    pub fn hits<'s, 't>(&'s self, text: &'t str, enabled: ListSet) -> Hits<'s, 't> {
+        Hits {
+            scanner: self,
+            text,
+            at: 0,
+            enabled,
+        }
+    }
+
+    /// The lists that match anywhere in `text`.
+    pub fn matching_lists(&self, text: &str, enabled: ListSet) -> ListSet {
+        self.hits(text, enabled)
+            .fold(ListSet::EMPTY, |acc, hit| acc.union(hit.lists))
+    }
+
+    /// Replaces every match with `replacement`. Returns `None` when nothing matched, so the
+    /// caller can keep the original bytes. Runs to a fixpoint, so the result never contains an
+    /// acceptable match (a replacement can bring two words together).
+    pub fn redact(&self, text: &str, enabled: ListSet, replacement: &str) -> Option<String> {
+        let mut current = self.redact_once(text, enabled, replacement)?;
+        // A policy validates that the replacement itself never matches, so every round removes
+        // at least one phrase occurrence and this terminates; the bound is a second guard.
+        for _ in 0..16 {
+            match self.redact_once(&current, enabled, replacement) {
+                Some(next) => current = next,
+                None => break,
+            }
+        }
+        Some(current)
+    }
+
+    fn redact_once(&self, text: &str, enabled: ListSet, replacement: &str) -> Option<String> {
+        let mut hits = self.hits(text, enabled).peekable();
+        hits.peek()?;
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for hit in hits {
+            out.push_str(&text[last..hit.start]);
+            out.push_str(replacement);
+            last = hit.end;
+        }
+        out.push_str(&text[last..]);
+        Some(out)
+    }
+}
+
+impl ListSet {
+    /// The lists in both sets.
+    pub fn intersect(self, other: ListSet) -> ListSet {
+        ListSet(self.0 & other.0)
+    }
+}
+
+/// Iterator over the acceptable matches of a text; see [`Scanner::hits`].
+#[derive(Debug)]
+pub struct Hits<'s, 't> {
+    scanner: &'s Scanner,
+    text: &'t str,
+    at: usize,
+    enabled: ListSet,
+}
+
+impl Iterator for Hits<'_, '_> {
+    type Item = Hit;
+
+    fn next(&mut self) -> Option<Hit> {
+        let hit = self.scanner.find_from(self.text, self.at, self.enabled)?;
+        self.at = if hit.end > hit.start {
+            hit.end
+        } else {
+            next_char_boundary(self.text, hit.start)
+        };
+        Some(hit)
+    }
+}
+
+/// A word character: a letter, a digit (any script) or `_`.
+pub fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+fn next_char_boundary(text: &str, at: usize) -> usize {
+    text[at..]
+        .chars()
+        .next()
+        .map_or(text.len(), |c| at + c.len_utf8())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanner(phrases: &[&str], mode: WordlistMatch) -> Scanner {
+        match Scanner::new(phrases.iter().map(|p| (*p, ListName::Custom)), mode) {
+            Ok(s) => s,
+            Err(e) => unreachable!("{e}"),
+        }
+    }
+
+    fn all() -> ListSet {
+        ListName::ALL.into_iter().collect()
+    }
+
+    #[test]
+    fn whole_words_by_default() {
+        let s = scanner(&["ass"], WordlistMatch::Word);
+        assert!(s.matching_lists("a class act", all()).is_empty());
+        assert!(s.contains_any("what an ASS!"));
+        let sub = scanner(&["ass"], WordlistMatch::Substring);
+        assert!(!sub.matching_lists("a class act", all()).is_empty());
+    }
+
+    #[test]
+    fn shorter_phrase_found_when_longer_is_not_a_word() {
+        let s = scanner(&["bad", "bad word"], WordlistMatch::Word);
+        let hits: Vec<_> = s.hits("a bad wordy day", all()).collect();
+        assert_eq!(hits.len(), 1);
+        assert_eq!((hits[0].start, hits[0].end), (2, 5));
+        assert_eq!(
+            s.redact("say bad word now", all(), "****").as_deref(),
+            Some("say **** now")
+        );
+    }
+
+    #[test]
+    fn phrases_are_literal_not_regex() {
+        let s = scanner(&["a.b", "(x+"], WordlistMatch::Word);
+        assert!(s.matching_lists("axb", all()).is_empty());
+        assert!(s.contains_any("see a.b here"));
+        assert!(s.contains_any("then (x+ now"));
+    }
+
+    #[test]
+    fn redaction_is_utf8_safe_and_replaces_all() {
+        let s = scanner(&["darn"], WordlistMatch::Word);
+        let out = s.redact("ünï DARN café darn—darn", all(), "****");
+        assert_eq!(out.as_deref(), Some("ünï **** café ****—****"));
+        assert_eq!(s.redact("nothing here", all(), "****"), None);
+    }
+
+    #[test]
+    fn unicode_letters_are_word_characters() {
+        let s = scanner(&["darn"], WordlistMatch::Word);
+        assert!(s.matching_lists("édarn", all()).is_empty());
+    }
+
+    #[test]
+    fn disabled_lists_do_not_shadow_enabled_ones() {
+        let phrases = [("bad", ListName::Custom), ("bad thing", ListName::Dan)];
+        let s = match Scanner::new(phrases, WordlistMatch::Word) {
+            Ok(s) => s,
+            Err(e) => unreachable!("{e}"),
+        };
+        let only_custom: ListSet = [ListName::Custom].into_iter().collect();
+        let hits: Vec<_> = s.hits("a bad thing", only_custom).collect();
+        assert_eq!(hits.len(), 1);
+        assert_eq!((hits[0].start, hits[0].end), (2, 5));
+    }
+
+    #[test]
+    fn builtin_lists_are_clean() {
+        for list in [ListName::Profanity, ListName::Adult, ListName::Dan] {
+            let phrases: Vec<_> = builtin_phrases(list).collect();
+            assert!(phrases.len() >= 20, "{list} has {} phrases", phrases.len());
+            for p in phrases {
+                assert_eq!(p, p.to_ascii_lowercase(), "{list}: {p}");
+                assert!(!p.contains("  "), "{list}: {p}");
+            }
+        }
+    }
+
+    impl Scanner {
+        fn contains_any(&self, text: &str) -> bool {
+            !self.matching_lists(text, all()).is_empty()
+        }
+    }
+}
