@@ -4,6 +4,7 @@
 pub mod config;
 pub mod endpoint;
 pub mod exchange;
+pub mod offline;
 mod openai;
 pub mod overrides;
 mod policy;

@@ -109,7 +109,7 @@ impl Policy {
         let result = moderation.cloned().unwrap_or_else(|| {
             ModerationResult::Failed("no moderation result was given".to_owned())
         });
-        match self.run_offline(path, headers, body, &result) {
+        match self.request_side(path, headers, body, &result) {
             Ok(pending) => pending.request_verdict(),
             Err(outcome) => outcome.verdict(),
         }
@@ -130,7 +130,7 @@ impl Policy {
             flagged: false,
             categories: Vec::new(),
         });
-        match self.run_offline(path, headers, request_body, &passed) {
+        match self.request_side(path, headers, request_body, &passed) {
             Ok(pending) => pending
                 .resume(status, Bytes::copy_from_slice(response_body))
                 .verdict(),
@@ -140,7 +140,7 @@ impl Policy {
 
     /// Runs the request side of an exchange with a known moderation result: the pending
     /// upstream call, or the finished outcome.
-    fn run_offline(
+    fn request_side(
         &self,
         path: &str,
         headers: &HeaderMap,
