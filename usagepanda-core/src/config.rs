@@ -11,7 +11,7 @@ mod values;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 pub use self::error::ConfigError;
 pub use self::values::{AutoReplyKind, AutoReplyRule, HeaderOverrides, ReflectionAction, RuleAction, WordlistSpec};
@@ -27,133 +27,132 @@ pub const MAX_RETRY_COUNT: u32 = 5;
 pub struct Config {
     // --- modes and endpoints (read by the adapters) ---
     /// Standalone mode: local config only, stats only logged.
-    #[serde(alias = "LOCAL_MODE", deserialize_with = "nullable")]
+    #[serde(alias = "LOCAL_MODE")]
     pub local_mode: bool,
     /// The Usage Panda API (config and stats).
-    #[serde(alias = "USAGE_PANDA_API", deserialize_with = "nullable")]
+    #[serde(alias = "USAGE_PANDA_API")]
     pub usage_panda_api: String,
     /// The Usage Panda API key, when not sent per request.
-    #[serde(alias = "USAGE_PANDA_API_KEY", deserialize_with = "nullable", skip_serializing)]
+    #[serde(alias = "USAGE_PANDA_API_KEY", skip_serializing)]
     pub usage_panda_api_key: Option<String>,
     /// The upstream key injected when a client sends none.
-    #[serde(alias = "OPENAI_API_KEY", deserialize_with = "nullable", skip_serializing)]
+    #[serde(alias = "OPENAI_API_KEY", skip_serializing)]
     pub openai_api_key: Option<String>,
     /// The upstream base URL (`https://api.openai.com/v1`; a trailing `/v1` is optional).
-    #[serde(alias = "LLM_API_BASE_PATH", deserialize_with = "nullable")]
+    #[serde(alias = "LLM_API_BASE_PATH")]
     pub llm_api_base_path: String,
     /// Minutes a config loaded from the Usage Panda API is cached.
-    #[serde(alias = "CONFIG_CACHE_MINUTES", deserialize_with = "nullable")]
+    #[serde(alias = "CONFIG_CACHE_MINUTES")]
     pub config_cache_minutes: u64,
     /// Headers returned on every answer; `OPTIONS` is answered with them at once.
-    #[serde(alias = "CORS_HEADERS", deserialize_with = "nullable")]
+    #[serde(alias = "CORS_HEADERS")]
     pub cors_headers: BTreeMap<String, String>,
     /// When the Usage Panda API config cannot be loaded: go on with the local config (true) or
     /// answer 500 (false).
-    #[serde(alias = "FAIL_OPEN_ON_CONFIG_ERROR", deserialize_with = "nullable")]
+    #[serde(alias = "FAIL_OPEN_ON_CONFIG_ERROR")]
     pub fail_open_on_config_error: bool,
     /// Upload stats without waiting for the upload.
-    #[serde(alias = "ASYNC_STATS_UPLOAD", deserialize_with = "nullable")]
+    #[serde(alias = "ASYNC_STATS_UPLOAD")]
     pub async_stats_upload: bool,
     /// An id (string or object) added to every stats record and log line.
-    #[serde(alias = "PROXY_ID", deserialize_with = "nullable")]
+    #[serde(alias = "PROXY_ID")]
     pub proxy_id: serde_json::Value,
 
     // --- Azure ---
     /// The Azure OpenAI resource to route to (or header `x-usagepanda-azure-resource`).
-    #[serde(alias = "AZURE_RESOURCE_NAME", deserialize_with = "nullable")]
+    #[serde(alias = "AZURE_RESOURCE_NAME")]
     pub azure_resource_name: Option<String>,
     /// The deployment used for a model missing from `AZURE_DEPLOYMENT_MAP`.
-    #[serde(alias = "AZURE_DEPLOYMENT_ID", deserialize_with = "nullable")]
+    #[serde(alias = "AZURE_DEPLOYMENT_ID")]
     pub azure_deployment_id: Option<String>,
     /// Model name to Azure deployment name.
-    #[serde(alias = "AZURE_DEPLOYMENT_MAP", deserialize_with = "nullable")]
+    #[serde(alias = "AZURE_DEPLOYMENT_MAP")]
     pub azure_deployment_map: BTreeMap<String, String>,
     /// The Azure `api-version` query parameter.
-    #[serde(alias = "AZURE_API_VERSION", deserialize_with = "nullable")]
+    #[serde(alias = "AZURE_API_VERSION")]
     pub azure_api_version: String,
     /// The Azure endpoint template; `{resource}` is replaced by the resource name.
-    #[serde(alias = "AZURE_ENDPOINT", deserialize_with = "nullable")]
+    #[serde(alias = "AZURE_ENDPOINT")]
     pub azure_endpoint: String,
 
     // --- text handling ---
     /// What replaces redacted text.
-    #[serde(alias = "REDACTION_STRING", deserialize_with = "nullable")]
+    #[serde(alias = "REDACTION_STRING")]
     pub redaction_string: String,
     /// Marks the secret part of a prompt for prompt-reflection checks (the original's spelling
     /// is accepted, and so is `PROMPT_REFLECTION_DELIMITER`).
     #[serde(
         alias = "PROMPT_REFLECTION_DELIMETER",
         alias = "PROMPT_REFLECTION_DELIMITER",
-        alias = "prompt_reflection_delimiter",
-        deserialize_with = "nullable"
+        alias = "prompt_reflection_delimiter"
     )]
     pub prompt_reflection_delimeter: String,
     /// `word` (default): phrases match whole words; `substring`: anywhere.
-    #[serde(alias = "WORDLIST_MATCH", deserialize_with = "nullable")]
+    #[serde(alias = "WORDLIST_MATCH")]
     pub wordlist_match: WordlistMatch,
     /// What `x-usagepanda-*` headers may do: `tighten` (default), `any` or `off`.
-    #[serde(alias = "HEADER_OVERRIDES", deserialize_with = "nullable")]
+    #[serde(alias = "HEADER_OVERRIDES")]
     pub header_overrides: HeaderOverrides,
 
     // --- policies ---
     /// Models (and image sizes such as `1024x1024`) that are refused.
-    #[serde(alias = "POLICY_DISABLED_MODELS", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_DISABLED_MODELS")]
     pub policy_disabled_models: Vec<String>,
     /// Known prompts answered without calling the upstream.
-    #[serde(alias = "POLICY_AUTOREPLY", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_AUTOREPLY")]
     pub policy_autoreply: Vec<AutoReplyRule>,
     /// Word lists applied to requests, e.g. `profanity:block,dan:redact,custom:audit`.
-    #[serde(alias = "POLICY_REQUEST_WORDLIST", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_REQUEST_WORDLIST")]
     pub policy_request_wordlist: WordlistSpec,
     /// Word lists applied to responses.
-    #[serde(alias = "POLICY_RESPONSE_WORDLIST", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_RESPONSE_WORDLIST")]
     pub policy_response_wordlist: WordlistSpec,
     /// The phrases of the `custom` list.
-    #[serde(alias = "POLICY_CUSTOM_WORDLIST", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_CUSTOM_WORDLIST")]
     pub policy_custom_wordlist: Vec<String>,
     /// Refuse requests whose `max_tokens` is missing or above this (0 = off).
-    #[serde(alias = "POLICY_MAX_TOKENS", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_MAX_TOKENS")]
     pub policy_max_tokens: u64,
     /// Refuse requests whose prompt is longer than this many characters (0 = off).
-    #[serde(alias = "POLICY_MAX_PROMPT_CHARS", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_MAX_PROMPT_CHARS")]
     pub policy_max_prompt_chars: u64,
     /// Send the user content to the moderation endpoint first; refuse when flagged.
-    #[serde(alias = "POLICY_AUTO_MODERATE", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_AUTO_MODERATE")]
     pub policy_auto_moderate: bool,
     /// When the moderation call fails: allow (true) or refuse (false, the default).
-    #[serde(alias = "MODERATION_FAIL_OPEN", deserialize_with = "nullable")]
+    #[serde(alias = "MODERATION_FAIL_OPEN")]
     pub moderation_fail_open: bool,
     /// Refuse requests without a `user` field.
-    #[serde(alias = "POLICY_ENFORCE_USER_IDS", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_ENFORCE_USER_IDS")]
     pub policy_enforce_user_ids: bool,
     /// Keep the whole request in the stats record.
-    #[serde(alias = "POLICY_LOG_REQUEST", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_LOG_REQUEST")]
     pub policy_log_request: bool,
     /// Keep the whole response in the stats record.
-    #[serde(alias = "POLICY_LOG_RESPONSE", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_LOG_RESPONSE")]
     pub policy_log_response: bool,
     /// `none`, `audit`, `redact` or `block`.
-    #[serde(alias = "POLICY_PROMPT_REFLECTION", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_PROMPT_REFLECTION")]
     pub policy_prompt_reflection: ReflectionAction,
     /// Retries of a failed upstream call (at most 5).
-    #[serde(alias = "POLICY_RETRY_COUNT", deserialize_with = "nullable")]
+    #[serde(alias = "POLICY_RETRY_COUNT")]
     pub policy_retry_count: u32,
 
     // --- server (read by the adapters) ---
     /// Largest accepted request body in bytes.
-    #[serde(alias = "MAX_BODY_BYTES", deserialize_with = "nullable")]
+    #[serde(alias = "MAX_BODY_BYTES")]
     pub max_body_bytes: u64,
     /// Seconds allowed to open an upstream connection.
-    #[serde(alias = "UPSTREAM_CONNECT_TIMEOUT_SECS", deserialize_with = "nullable")]
+    #[serde(alias = "UPSTREAM_CONNECT_TIMEOUT_SECS")]
     pub upstream_connect_timeout_secs: u64,
     /// Seconds allowed for a whole upstream call (for a stream: until the response head).
-    #[serde(alias = "UPSTREAM_TIMEOUT_SECS", deserialize_with = "nullable")]
+    #[serde(alias = "UPSTREAM_TIMEOUT_SECS")]
     pub upstream_timeout_secs: u64,
     /// Where stats records go: `stdout` (default), `file` or `api`.
-    #[serde(alias = "STATS_SINK", deserialize_with = "nullable")]
+    #[serde(alias = "STATS_SINK")]
     pub stats_sink: Option<String>,
     /// The JSON-lines file for `stats_sink = "file"`.
-    #[serde(alias = "STATS_FILE", deserialize_with = "nullable")]
+    #[serde(alias = "STATS_FILE")]
     pub stats_file: Option<String>,
 }
 
@@ -209,15 +208,6 @@ impl Default for Config {
     }
 }
 
-/// `null` deserializes to the field's default.
-fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
-
 impl Config {
     /// Parses a TOML document.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
@@ -230,23 +220,24 @@ impl Config {
             .and_then(Config::validated)
     }
 
-    /// Parses a JSON document (for example the original's `config.js` object as JSON).
+    /// Parses a JSON document (for example the original's `config.js` object as JSON). A
+    /// top-level `null` means "the default", as `AZURE_RESOURCE_NAME: null` does in the
+    /// original's `config.js`.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let inner = e.inner();
-            if inner.is_syntax() || inner.is_eof() {
-                ConfigError::Syntax {
-                    format: "JSON",
-                    message: inner.to_string(),
-                }
-            } else {
-                ConfigError::from_path_error(e.path().to_string(), &strip_position(&inner.to_string()))
-            }
-        })?;
-        de.end().map_err(|e| ConfigError::Syntax {
-            format: "JSON",
-            message: e.to_string(),
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::Syntax {
+                format: "JSON",
+                message: e.to_string(),
+            })?;
+        Config::from_json_value(value)
+    }
+
+    fn from_json_value(mut value: serde_json::Value) -> Result<Config, ConfigError> {
+        if let serde_json::Value::Object(map) = &mut value {
+            map.retain(|_, v| !v.is_null());
+        }
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            ConfigError::from_path_error(e.path().to_string(), &e.inner().to_string())
         })?;
         config.validated()
     }
@@ -267,9 +258,13 @@ impl Config {
             _ => serde_json::Map::new(),
         };
         for (key, value) in overlay {
-            base.insert(key.to_ascii_lowercase(), value.clone());
+            let key = match key.to_ascii_lowercase() {
+                k if k == "prompt_reflection_delimiter" => "prompt_reflection_delimeter".to_owned(),
+                k => k,
+            };
+            base.insert(key, value.clone());
         }
-        let mut merged = Config::from_json(&serde_json::Value::Object(base).to_string())?;
+        let mut merged = Config::from_json_value(serde_json::Value::Object(base))?;
         // Secrets are not serialised; keep ours unless the overlay brings its own.
         if merged.openai_api_key.is_none() {
             merged.openai_api_key.clone_from(&self.openai_api_key);
@@ -342,14 +337,6 @@ impl Config {
             }
         }
         Ok(self)
-    }
-}
-
-/// serde_json appends " at line L column C" to data errors; the key path says more.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
     }
 }
 

@@ -16,7 +16,8 @@ use crate::policy::Policy;
 use crate::reply::{self, AutoReplyBody};
 use crate::rules::moderation::{self, ModerationResult};
 use crate::rules::reflection::{self, Reflector};
-use crate::rules::wordlists::{self, Scan, Side};
+use crate::filter::Findings;
+use crate::rules::wordlists::{self, Side};
 use crate::rules::{self, RequestInput, Rewrite, log};
 use crate::stats::{Metadata, StatsRecord};
 use crate::verdict::{Decision, Flag, Reply, Verdict};
@@ -87,7 +88,7 @@ pub struct Outcome {
     pub decision: Decision,
     /// The stats record. The adapter adds what only it knows (latency) and emits it.
     pub stats: StatsRecord,
-    rewritten: Option<Bytes>,
+    pub(crate) rewritten: Option<Bytes>,
 }
 
 impl Outcome {
@@ -127,6 +128,10 @@ pub(crate) struct State {
     pub(crate) stream: bool,
     pub(crate) model: Option<String>,
     pub(crate) secrets: Vec<String>,
+    /// The client's headers, handed back to the adapter for routing.
+    pub(crate) headers: HeaderMap,
+    /// The query string of the client's path, if any.
+    pub(crate) query: Option<String>,
 }
 
 /// Waiting for the moderation endpoint's answer.
@@ -177,6 +182,16 @@ impl PendingUpstream {
         &self.state.method
     }
 
+    /// The client's request headers (for routing; the adapter decides which travel on).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.state.headers
+    }
+
+    /// The query string of the client's path, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.state.query.as_deref()
+    }
+
     /// The request's `model`, when it has one (for routing, e.g. Azure deployments).
     pub fn model(&self) -> Option<&str> {
         self.state.model.as_deref()
@@ -214,36 +229,16 @@ impl PendingUpstream {
 impl Policy {
     /// Starts an exchange.
     pub fn begin(&self, request: ClientRequest, context: Context) -> Step {
-        let endpoint = Endpoint::from_path(&request.path);
-        let metadata = Metadata {
-            proxy_id: self.config().proxy_id.clone(),
-            ip_address: context.ip_address.clone(),
-            user_agent: header_text(&request.headers, http::header::USER_AGENT.as_str()),
-            organization: header_text(&request.headers, "openai-organization"),
-            trace_id: None,
-            ..Metadata::default()
-        };
-        let mut state = State {
-            policy: self.clone(),
-            endpoint,
-            method: request.method,
-            settings: self.settings().clone(),
-            context,
-            metadata,
-            body: request.body,
-            checked: false,
-            flags: Vec::new(),
-            stream: false,
-            model: None,
-            secrets: Vec::new(),
-        };
-        match overrides::trace_id(&request.headers) {
+        let mut state = self.state(&request, context);
+        state.body = request.body;
+        state.headers = request.headers;
+        match overrides::trace_id(&state.headers) {
             Ok(id) => state.metadata.trace_id = id,
             Err(e) => return Step::Finish(state.bad_request(&e.to_string(), Some(e.header))),
         }
         match self
             .settings()
-            .with_headers(&request.headers, self.config().header_overrides)
+            .with_headers(&state.headers, self.config().header_overrides)
         {
             Ok(settings) => state.settings = settings,
             Err(e) => return Step::Finish(state.bad_request(&e.to_string(), Some(e.header))),
@@ -253,6 +248,52 @@ impl Policy {
             return Step::Forward(PendingUpstream { state, forward });
         }
         state.check_request()
+    }
+
+    /// Ends an exchange the adapter refuses before the policy reads it (no upstream key, body
+    /// too large, unreadable body, config unavailable): an OpenAI-shaped error and the
+    /// exchange's one stats record. The body is not read.
+    pub fn refuse(
+        &self,
+        request: &ClientRequest,
+        context: Context,
+        status: u16,
+        message: &str,
+        kind: &str,
+    ) -> Outcome {
+        let mut state = self.state(request, context);
+        state.metadata.trace_id = overrides::trace_id(&request.headers).ok().flatten();
+        let reply = reply::error_reply(status, message, kind, None, None);
+        let mut outcome = state.finish_with(reply, Decision::Block, None);
+        outcome.stats.error_message = Some(message.to_owned());
+        outcome
+    }
+
+    fn state(&self, request: &ClientRequest, context: Context) -> State {
+        let metadata = Metadata {
+            proxy_id: self.config().proxy_id.clone(),
+            ip_address: context.ip_address.clone(),
+            user_agent: header_text(&request.headers, http::header::USER_AGENT.as_str()),
+            organization: header_text(&request.headers, "openai-organization"),
+            trace_id: None,
+            ..Metadata::default()
+        };
+        State {
+            policy: self.clone(),
+            endpoint: Endpoint::from_path(&request.path),
+            method: request.method.clone(),
+            settings: self.settings().clone(),
+            context,
+            metadata,
+            body: Bytes::new(),
+            checked: false,
+            flags: Vec::new(),
+            stream: false,
+            model: None,
+            secrets: Vec::new(),
+            headers: HeaderMap::new(),
+            query: request.path.split_once('?').map(|(_, q)| q.to_owned()),
+        }
     }
 }
 
@@ -281,6 +322,10 @@ impl State {
         };
         self.checked = true;
         self.stream = view.is_stream();
+        if self.stream && self.endpoint == Endpoint::Responses && self.response_side_holds() {
+            let message = "streaming `/v1/responses` answers cannot be redacted or blocked yet; send `stream: false` or use `/v1/chat/completions`";
+            return Step::Finish(self.bad_request(message, Some("stream")));
+        }
         self.model = view.model.as_deref().map(str::to_owned);
         let policy = self.policy.clone();
         let input = RequestInput {
@@ -297,12 +342,14 @@ impl State {
             rules::disabled_models::check(&input),
         ];
         let moderation_body = moderation::request_body(&input);
-        let mut scan = Scan::default();
+        let mut found = Findings::default();
+        let mut rewrites: Vec<Rewrite> = Vec::new();
         if !self.settings.request_wordlist.is_empty() && self.endpoint != Endpoint::Moderations {
-            let spec = &self.settings.request_wordlist;
-            let redaction = policy.config().redaction_string.as_str();
+            let stage = wordlists::stage(&policy, &self.settings.request_wordlist);
             view.visit_texts(&self.endpoint, &mut |t| {
-                wordlists::scan_text(policy.scanner(), spec, redaction, &t, &mut scan);
+                if let Some(new) = stage.apply(t.text, &mut found) {
+                    rewrites.push((t.slot.clone(), new));
+                }
             });
         }
         self.secrets = reflection::secrets(&input);
@@ -322,10 +369,10 @@ impl State {
         wordlists::record(
             &mut self.flags,
             Side::Request,
-            &scan,
+            &found,
             &self.settings.request_wordlist,
         );
-        let forward = match rewrite(&body, &scan.rewrites) {
+        let forward = match rewrite(&body, &rewrites) {
             Some(new) => new,
             None => body.clone(),
         };
@@ -341,6 +388,21 @@ impl State {
             }
         }
         self.decide(forward, autoreply_reply)
+    }
+
+    /// Whether a response policy may rewrite or withhold text.
+    fn response_side_holds(&self) -> bool {
+        let spec = &self.settings.response_wordlist;
+        let words = spec
+            .entries()
+            .iter()
+            .any(|(_, a)| *a >= crate::config::RuleAction::Redact);
+        let reflect = self
+            .settings
+            .prompt_reflection
+            .action()
+            .is_some_and(|a| a >= crate::config::RuleAction::Redact);
+        words || reflect
     }
 
     pub(crate) fn blocked(&self) -> bool {

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod endpoint;
 pub mod exchange;
+mod filter;
 pub mod offline;
 mod openai;
 pub mod overrides;
@@ -11,6 +12,7 @@ mod policy;
 pub mod reply;
 mod rules;
 pub mod stats;
+pub mod stream;
 pub mod verdict;
 pub mod wordlist;
 
@@ -24,4 +26,5 @@ pub use overrides::{OverrideError, Settings};
 pub use policy::Policy;
 pub use rules::moderation::ModerationResult;
 pub use stats::{Metadata, StatsRecord};
+pub use stream::{StreamEnd, StreamExchange};
 pub use verdict::{Decision, Flag, FlagKind, Reply, Verdict};

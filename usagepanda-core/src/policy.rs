@@ -1,7 +1,7 @@
 //! The compiled policy: validated configuration, base settings and the word-list scanner.
 //! Cheap to clone (`Arc`), `Send + Sync`, built once and shared by every exchange.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -12,7 +12,8 @@ use crate::openai::ModerationVerdict;
 use crate::overrides::Settings;
 use crate::rules::moderation::ModerationResult;
 use crate::verdict::Verdict;
-use crate::wordlist::{ListName, Scanner, builtin_phrases};
+use crate::config::RuleAction;
+use crate::wordlist::{ListName, ListSet, Scanner, builtin_phrases};
 
 /// A compiled, validated policy.
 #[derive(Debug, Clone)]
@@ -24,7 +25,11 @@ pub struct Policy {
 struct Compiled {
     config: Config,
     settings: Settings,
+    /// Every list in one automaton.
     scanner: Scanner,
+    /// One automaton per combination of lists, built on first use (the configured ones at
+    /// once), so an exchange scans exactly the lists it enables.
+    by_set: [OnceLock<Option<Scanner>>; 16],
 }
 
 impl Policy {
@@ -53,22 +58,64 @@ impl Policy {
                     message: e.to_string(),
                 }
             })?;
-        let all = ListName::ALL.into_iter().collect();
-        if scanner.hits(&config.redaction_string, all).next().is_some() {
-            return Err(ConfigError::Invalid {
-                key: "REDACTION_STRING".to_owned(),
-                message: "contains a phrase of a word list, so redaction would never end"
-                    .to_owned(),
-            });
+        check_redaction_string(&config, &scanner)?;
+        for (key, spec) in [
+            ("POLICY_REQUEST_WORDLIST", &config.policy_request_wordlist),
+            ("POLICY_RESPONSE_WORDLIST", &config.policy_response_wordlist),
+        ] {
+            if spec.action(ListName::Custom).is_some() && config.policy_custom_wordlist.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: key.to_owned(),
+                    message: "enables the `custom` list but POLICY_CUSTOM_WORDLIST is empty"
+                        .to_owned(),
+                });
+            }
         }
         let settings = Settings::from_config(&config);
-        Ok(Policy {
+        let policy = Policy {
             inner: Arc::new(Compiled {
                 config,
                 settings,
                 scanner,
+                by_set: Default::default(),
             }),
-        })
+        };
+        // Build the configured combinations now rather than on the first request.
+        for spec in [
+            &policy.settings().request_wordlist,
+            &policy.settings().response_wordlist,
+        ] {
+            for action in [RuleAction::Audit, RuleAction::Redact, RuleAction::Block] {
+                policy.scanner_for(crate::rules::wordlists::lists_with(spec, action));
+            }
+            policy.scanner_for(crate::rules::wordlists::lists_at_least(spec, RuleAction::Audit));
+        }
+        Ok(policy)
+    }
+
+    /// The automaton for exactly these lists; `None` when they hold no phrase.
+    pub(crate) fn scanner_for(&self, set: ListSet) -> Option<&Scanner> {
+        if set.is_empty() {
+            return None;
+        }
+        self.inner.by_set[set.index()]
+            .get_or_init(|| {
+                let config = &self.inner.config;
+                let builtin = set
+                    .iter()
+                    .filter(|l| *l != ListName::Custom)
+                    .flat_map(|list| builtin_phrases(list).map(move |p| (p, list)));
+                let custom = config
+                    .policy_custom_wordlist
+                    .iter()
+                    .filter(|_| set.contains(ListName::Custom))
+                    .map(|p| (p.as_str(), ListName::Custom));
+                // The full set compiled in `new`, so every subset compiles too.
+                Scanner::new(builtin.chain(custom), config.wordlist_match)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .as_ref()
     }
 
     /// Parses and compiles a TOML configuration.
@@ -162,4 +209,53 @@ impl Policy {
             }
         }
     }
+}
+
+/// Redaction must settle in one pass, for whole texts and streams alike: the redaction string
+/// may not contain a phrase, and no phrase may reach into a redaction (end with the start of
+/// the redaction string, start with its end, or contain it).
+fn check_redaction_string(config: &Config, scanner: &Scanner) -> Result<(), ConfigError> {
+    let r = config.redaction_string.to_ascii_lowercase();
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "REDACTION_STRING".to_owned(),
+        message,
+    };
+    if r.is_empty() {
+        return Err(invalid("must not be empty".to_owned()));
+    }
+    if scanner.hits(&r, ListSet::ALL).next().is_some() {
+        return Err(invalid(format!(
+            "`{}` contains a phrase of a word list",
+            config.redaction_string
+        )));
+    }
+    let builtin = [ListName::Profanity, ListName::Adult, ListName::Dan]
+        .into_iter()
+        .flat_map(builtin_phrases);
+    let mut phrases: Vec<&str> = config
+        .policy_custom_wordlist
+        .iter()
+        .map(String::as_str)
+        .collect();
+    for phrase in builtin {
+        phrases.push(phrase);
+    }
+    for phrase in phrases {
+        let p = phrase.trim().to_ascii_lowercase();
+        let mut prefixes = r
+            .char_indices()
+            .map(|(i, _)| i)
+            .skip(1)
+            .chain([r.len()])
+            .map(|i| &r[..i]);
+        let mut suffixes = r.char_indices().map(|(j, _)| &r[j..]);
+        let reaches_in = prefixes.any(|pre| p.ends_with(pre)) || suffixes.any(|suf| p.starts_with(suf));
+        if p.contains(&r) || reaches_in {
+            return Err(invalid(format!(
+                "the phrase `{phrase}` overlaps the redaction string `{}`, so a redaction could form a new match; use a redaction string that starts and ends with a symbol, such as `****` or `[REDACTED]`",
+                config.redaction_string
+            )));
+        }
+    }
+    Ok(())
 }

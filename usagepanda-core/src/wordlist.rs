@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use aho_corasick::automaton::{Automaton, OverlappingState};
+use aho_corasick::dfa::DFA;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +82,8 @@ pub struct ListSet(u8);
 impl ListSet {
     /// The empty set.
     pub const EMPTY: ListSet = ListSet(0);
+    /// Every list.
+    pub const ALL: ListSet = ListSet(0b1111);
 
     /// Adds a list.
     pub fn insert(&mut self, list: ListName) {
@@ -99,6 +103,11 @@ impl ListSet {
     /// The lists in the set, in [`ListName::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = ListName> {
         ListName::ALL.into_iter().filter(move |l| self.contains(*l))
+    }
+
+    /// A dense index of the set (0 to 15), for per-set caches.
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.0 & 0b1111)
     }
 
     /// The union of two sets.
@@ -150,14 +159,16 @@ pub struct Hit {
 pub struct Scanner {
     /// Leftmost-longest automaton for the scan itself.
     leftmost: AhoCorasick,
-    /// Standard-semantics automaton for the rare re-check of every phrase at one position.
-    overlapping: AhoCorasick,
+    /// Anchored standard-semantics automaton: the rare re-check of every phrase at one
+    /// position, and (for streams) whether a text's tail could still grow into a match.
+    anchored: DFA,
     /// Per pattern: the lists it belongs to.
     lists: Vec<ListSet>,
     /// Per pattern: whether it starts / ends with a word character.
     edges: Vec<(bool, bool)>,
     mode: WordlistMatch,
     longest_chars: usize,
+    longest_bytes: usize,
 }
 
 impl fmt::Debug for Scanner {
@@ -220,14 +231,16 @@ impl Scanner {
             .match_kind(MatchKind::LeftmostLongest)
             .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)?;
-        let overlapping = AhoCorasick::builder()
+        let anchored = DFA::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
             .start_kind(StartKind::Anchored)
             .build(&patterns)?;
+        let longest_bytes = patterns.iter().map(String::len).max().unwrap_or(0);
         Ok(Scanner {
             leftmost,
-            overlapping,
+            anchored,
+            longest_bytes,
             lists,
             edges,
             mode,
@@ -289,10 +302,12 @@ impl Scanner {
         let input = Input::new(text)
             .span(start..text.len())
             .anchored(Anchored::Yes);
-        let mut state = aho_corasick::automaton::OverlappingState::start();
+        let mut state = OverlappingState::start();
         let mut best: Option<Hit> = None;
         loop {
-            self.overlapping.find_overlapping(input.clone(), &mut state);
+            if self.anchored.try_find_overlapping(&input, &mut state).is_err() {
+                break;
+            }
             let Some(found) = state.get_match() else {
                 break;
             };
@@ -328,6 +343,17 @@ impl Scanner {
         let before_ok = !starts_word || !text[..start].chars().next_back().is_some_and(is_word_char);
         let after_ok = !ends_word || !text[end..].chars().next().is_some_and(is_word_char);
         before_ok && after_ok
+    }
+
+    /// Whether the text from byte `at` to its end is the start of a phrase (or a whole phrase),
+    /// so that more text could still make a match starting at `at`.
+    pub fn live_from(&self, text: &str, at: usize) -> bool {
+        live(&self.anchored, text.as_bytes(), at)
+    }
+
+    /// The length in bytes of the longest phrase.
+    pub fn longest_bytes(&self) -> usize {
+        self.longest_bytes
     }
 
     /// Every acceptable match, left to right, without overlaps.
@@ -405,6 +431,20 @@ impl Iterator for Hits<'_, '_> {
         };
         Some(hit)
     }
+}
+
+/// Walks an anchored automaton from `at` to the end of `text`: true when it is still alive.
+pub(crate) fn live(dfa: &DFA, text: &[u8], at: usize) -> bool {
+    let Ok(mut sid) = dfa.start_state(Anchored::Yes) else {
+        return false;
+    };
+    for &byte in &text[at..] {
+        sid = dfa.next_state(Anchored::Yes, sid, byte);
+        if dfa.is_dead(sid) {
+            return false;
+        }
+    }
+    true
 }
 
 /// A word character: a letter, a digit (any script) or `_`.

@@ -26,8 +26,8 @@ impl ConfigError {
         // Unknown keys are reported by serde at the parent path; name the key itself.
         if let Some(rest) = message.strip_prefix("unknown field `") {
             let key = rest.split('`').next().unwrap_or(rest);
-            let key = if path == "." || path.is_empty() {
-                key.to_owned()
+            let key = if path == "." || path.is_empty() || path == key || path.ends_with(&format!(".{key}")) {
+                path_or(key, &path)
             } else {
                 format!("{path}.{key}")
             };
@@ -48,5 +48,13 @@ impl ConfigError {
             ConfigError::Syntax { .. } => None,
             ConfigError::Invalid { key, .. } => Some(key),
         }
+    }
+}
+
+fn path_or(key: &str, path: &str) -> String {
+    if path == "." || path.is_empty() {
+        key.to_owned()
+    } else {
+        path.to_owned()
     }
 }

@@ -1,0 +1,1 @@
+//! Config parsing tests (rewritten below).

@@ -9,7 +9,8 @@ use crate::openai::response::ResponseView;
 use crate::reply;
 use crate::rules::log;
 use crate::rules::reflection;
-use crate::rules::wordlists::{self, Scan, Side};
+use crate::filter::Findings;
+use crate::rules::wordlists::{self, Side};
 use crate::verdict::Decision;
 
 /// Why the upstream gave no answer.
@@ -65,22 +66,28 @@ impl PendingUpstream {
         let endpoint = state.endpoint.clone();
         let log_full = state.settings.log_response;
         let redaction = policy.config().redaction_string.as_str();
-        let mut scan = Scan::default();
-        let mut reflected = false;
+        let words = wordlists::stage(&policy, spec);
         let reflection_action = state.settings.prompt_reflection.action();
-        let mut reflection_rewrites = Vec::new();
+        let reflect = match (&reflector, reflection_action) {
+            (Some(r), Some(action)) => Some(reflection::stage(r, action, redaction)),
+            _ => None,
+        };
+        let mut found = Findings::default();
+        let mut reflected = Findings::default();
+        let mut rewrites = Vec::new();
         view.visit_texts(&mut |t| {
-            if !spec.is_empty() {
-                wordlists::scan_text(policy.scanner(), spec, redaction, &t, &mut scan);
-            }
-            if let (Some(r), Some(action)) = (&reflector, reflection_action) {
-                reflected |= reflection::check_text(r, action, redaction, &t, &mut reflection_rewrites);
+            let first = words.apply(t.text, &mut found);
+            let second = reflect
+                .as_ref()
+                .and_then(|r| r.apply(first.as_deref().unwrap_or(t.text), &mut reflected));
+            if let Some(new) = second.or(first) {
+                rewrites.push((t.slot.clone(), new));
             }
         });
         drop(view);
         let mut state = state;
-        wordlists::record(&mut state.flags, Side::Response, &scan, spec);
-        if let (true, Some(action)) = (reflected, reflection_action) {
+        wordlists::record(&mut state.flags, Side::Response, &found, spec);
+        if let (true, Some(action)) = (reflected.matched, reflection_action) {
             state.flags.push(reflection::flag(action));
         }
         if state.blocked() {
@@ -89,24 +96,19 @@ impl PendingUpstream {
             outcome.stats.response = log::response_record(&endpoint, &body, log_full);
             return outcome;
         }
-        // Reflection redaction runs on the text after word-list redaction when both apply.
-        let mut rewrites = scan.rewrites;
-        for (slot, text) in reflection_rewrites {
-            match rewrites.iter_mut().find(|(s, _)| *s == slot) {
-                Some((_, existing)) => {
-                    if let Some(r) = &reflector {
-                        if let Some(again) = r.redact(existing, redaction) {
-                            *existing = again;
-                        }
-                    }
-                }
-                None => rewrites.push((slot, text)),
-            }
-        }
         let out = rewrite(&body, &rewrites).unwrap_or_else(|| body.clone());
         let mut outcome = state.pass_through(status, out.clone());
         outcome.stats.response = log::response_record(&endpoint, &body, log_full);
         outcome.rewritten = (out != body).then_some(out);
+        outcome
+    }
+
+    /// Ends the exchange with an error of the adapter's (for example a routing error), without
+    /// calling the upstream.
+    pub fn refuse(self, status: u16, message: &str, kind: &str) -> Outcome {
+        let reply = reply::error_reply(status, message, kind, None, None);
+        let mut outcome = self.state.finish_with(reply, Decision::Block, None);
+        outcome.stats.error_message = Some(message.to_owned());
         outcome
     }
 

@@ -24,8 +24,6 @@ pub(crate) struct RequestView<'a> {
     pub(crate) size: Option<Value>,
     #[serde(default)]
     pub(crate) stream: Option<Value>,
-    #[serde(default)]
-    pub(crate) stream_options: Option<Value>,
     #[serde(default, borrow)]
     pub(crate) messages: Option<Vec<MessageView<'a>>>,
     #[serde(default, borrow)]
@@ -76,15 +74,6 @@ impl<'a> RequestView<'a> {
     /// Whether the client asked for a stream.
     pub(crate) fn is_stream(&self) -> bool {
         matches!(self.stream, Some(Value::Bool(true)))
-    }
-
-    /// Whether the client asked for usage in the final stream chunk.
-    pub(crate) fn wants_stream_usage(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
     }
 
     /// The token limit the client asked for: `max_completion_tokens`, `max_tokens` or (Responses

@@ -2,12 +2,14 @@
 //! `PROMPT_REFLECTION_DELIMETER` (of a completion prompt, or of each system or developer
 //! message) must not appear in the response. Matching is literal and ASCII case-insensitive.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::dfa::DFA;
+use aho_corasick::{AhoCorasick, Input, MatchKind, StartKind};
 
-use super::{RequestInput, Rewrite};
+use super::RequestInput;
+use crate::filter::{Matcher, Stage};
+use crate::wordlist::{Hit, ListSet, live};
 use crate::config::RuleAction;
 use crate::endpoint::Endpoint;
-use crate::openai::text::TextRef;
 use crate::verdict::{Flag, FlagKind};
 
 /// The protected parts of the prompt.
@@ -45,11 +47,13 @@ fn between<'t>(text: &'t str, delimiter: &str) -> Option<&'t str> {
     (!inner.is_empty()).then_some(inner)
 }
 
-/// A compiled matcher for the protected parts.
+/// A compiled matcher for the protected parts: leftmost-longest, literal, ASCII
+/// case-insensitive, anywhere in the text.
 #[derive(Debug, Clone)]
 pub(crate) struct Reflector {
     matcher: AhoCorasick,
-    longest_chars: usize,
+    anchored: DFA,
+    longest_bytes: usize,
 }
 
 impl Reflector {
@@ -62,66 +66,57 @@ impl Reflector {
             .match_kind(MatchKind::LeftmostLongest)
             .build(secrets)
             .ok()?;
-        let longest_chars = secrets.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        let anchored = DFA::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .start_kind(StartKind::Anchored)
+            .build(secrets)
+            .ok()?;
+        let longest_bytes = secrets.iter().map(String::len).max().unwrap_or(0);
         Some(Reflector {
             matcher,
-            longest_chars,
+            anchored,
+            longest_bytes,
         })
-    }
-
-    /// The length in characters of the longest protected part.
-    pub(crate) fn longest_chars(&self) -> usize {
-        self.longest_chars
-    }
-
-    /// Whether the text contains a protected part.
-    pub(crate) fn is_match(&self, text: &str) -> bool {
-        self.matcher.is_match(text)
-    }
-
-    /// The text with every protected part replaced, or `None` when there was none.
-    pub(crate) fn redact(&self, text: &str, replacement: &str) -> Option<String> {
-        if !self.matcher.is_match(text) {
-            return None;
-        }
-        let mut out = String::with_capacity(text.len());
-        self.matcher
-            .replace_all_with(text, &mut out, |_, _, dst| {
-                dst.push_str(replacement);
-                true
-            });
-        Some(out)
     }
 }
 
-/// The flag for a reflection, when one was found.
+impl Matcher for Reflector {
+    fn find(&self, text: &str, from: usize) -> Option<Hit> {
+        let found = self.matcher.find(Input::new(text).span(from..text.len()))?;
+        Some(Hit {
+            start: found.start(),
+            end: found.end(),
+            lists: ListSet::EMPTY,
+        })
+    }
+    fn live_from(&self, text: &str, at: usize) -> bool {
+        live(&self.anchored, text.as_bytes(), at)
+    }
+    fn longest_bytes(&self) -> usize {
+        self.longest_bytes
+    }
+}
+
+/// The filtering stage for reflection with this action.
+pub(crate) fn stage<'r>(reflector: &'r Reflector, action: RuleAction, replacement: &'r str) -> Stage<'r> {
+    let m: &dyn Matcher = reflector;
+    Stage {
+        block: (action == RuleAction::Block).then_some(m),
+        redact: (action == RuleAction::Redact).then_some(m),
+        audit: (action == RuleAction::Audit).then_some(m),
+        any: None,
+        replacement,
+    }
+}
+
+/// The flag for a reflection.
 pub(crate) fn flag(action: RuleAction) -> Flag {
     Flag::new(
         FlagKind::PromptReflection,
         action,
         "The response contained a reflection of the original prompt",
     )
-}
-
-/// Checks one response text; returns whether it reflected and records a rewrite on redact.
-pub(crate) fn check_text(
-    reflector: &Reflector,
-    action: RuleAction,
-    redaction: &str,
-    text: &TextRef<'_>,
-    rewrites: &mut Vec<Rewrite>,
-) -> bool {
-    if action == RuleAction::Redact {
-        match reflector.redact(text.text, redaction) {
-            Some(new) => {
-                rewrites.push((text.slot.clone(), new));
-                true
-            }
-            None => false,
-        }
-    } else {
-        reflector.is_match(text.text)
-    }
 }
 
 #[cfg(test)]

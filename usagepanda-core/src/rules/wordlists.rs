@@ -1,12 +1,12 @@
 //! `POLICY_REQUEST_WORDLIST` / `POLICY_RESPONSE_WORDLIST`: literal phrase lists with an action
-//! each. All lists are scanned in one pass of one automaton; a phrase in a redact (or block)
-//! list is replaced everywhere it stands.
+//! each. The lists of each action are compiled together, so a phrase in a block list is found
+//! even where a longer redact-list phrase overlaps it; a text without any match costs one pass.
 
-use super::Rewrite;
 use crate::config::{RuleAction, WordlistSpec};
-use crate::openai::text::TextRef;
+use crate::filter::{Findings, Stage};
+use crate::policy::Policy;
 use crate::verdict::{Flag, FlagKind};
-use crate::wordlist::{ListSet, Scanner};
+use crate::wordlist::ListSet;
 
 /// Which side of the exchange a scan is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,21 +15,16 @@ pub(crate) enum Side {
     Response,
 }
 
-/// What a scan found.
-#[derive(Debug, Default)]
-pub(crate) struct Scan {
-    pub(crate) lists: ListSet,
-    pub(crate) rewrites: Vec<Rewrite>,
+/// The lists of a spec with exactly this action.
+pub(crate) fn lists_with(spec: &WordlistSpec, action: RuleAction) -> ListSet {
+    spec.entries()
+        .iter()
+        .filter(|(_, a)| *a == action)
+        .map(|(l, _)| *l)
+        .collect()
 }
 
-impl Scan {
-    /// The strictest action among the matched lists.
-    pub(crate) fn action(&self, spec: &WordlistSpec) -> Option<RuleAction> {
-        self.lists.iter().filter_map(|l| spec.action(l)).max()
-    }
-}
-
-/// The lists of a spec with the given action or a stricter one.
+/// The lists of a spec with this action or a stricter one.
 pub(crate) fn lists_at_least(spec: &WordlistSpec, min: RuleAction) -> ListSet {
     spec.entries()
         .iter()
@@ -38,25 +33,19 @@ pub(crate) fn lists_at_least(spec: &WordlistSpec, min: RuleAction) -> ListSet {
         .collect()
 }
 
-/// Scans one text and records a rewrite when a redact list matched.
-pub(crate) fn scan_text(
-    scanner: &Scanner,
-    spec: &WordlistSpec,
-    redaction: &str,
-    text: &TextRef<'_>,
-    scan: &mut Scan,
-) {
-    let enabled = lists_at_least(spec, RuleAction::Audit);
-    let found = scanner.matching_lists(text.text, enabled);
-    if found.is_empty() {
-        return;
-    }
-    scan.lists = scan.lists.union(found);
-    let redact = lists_at_least(spec, RuleAction::Redact).intersect(found);
-    if !redact.is_empty() {
-        if let Some(new) = scanner.redact(text.text, redact, redaction) {
-            scan.rewrites.push((text.slot.clone(), new));
-        }
+/// The filtering stage for a spec.
+pub(crate) fn stage<'p>(policy: &'p Policy, spec: &WordlistSpec) -> Stage<'p> {
+    let matcher = |set: ListSet| {
+        policy
+            .scanner_for(set)
+            .map(|s| s as &dyn crate::filter::Matcher)
+    };
+    Stage {
+        block: matcher(lists_with(spec, RuleAction::Block)),
+        redact: matcher(lists_with(spec, RuleAction::Redact)),
+        audit: matcher(lists_with(spec, RuleAction::Audit)),
+        any: matcher(lists_at_least(spec, RuleAction::Audit)),
+        replacement: policy.config().redaction_string.as_str(),
     }
 }
 
@@ -70,13 +59,14 @@ pub(crate) fn describe(side: Side, lists: ListSet) -> String {
     format!("{side} matched known wordlists: {}", names.join(", "))
 }
 
-/// Adds a side's finding to the flags: one `policy_wordlists` flag per exchange, the response
-/// part joined to the request part with `; `.
-pub(crate) fn record(flags: &mut Vec<Flag>, side: Side, scan: &Scan, spec: &WordlistSpec) {
-    let Some(action) = scan.action(spec) else {
+/// Adds a side's findings to the flags: one `policy_wordlists` flag per exchange, the response
+/// part joined to the request part with `; `. The flag's action is the strictest of the
+/// matched lists'.
+pub(crate) fn record(flags: &mut Vec<Flag>, side: Side, found: &Findings, spec: &WordlistSpec) {
+    let Some(action) = found.lists.iter().filter_map(|l| spec.action(l)).max() else {
         return;
     };
-    let description = describe(side, scan.lists);
+    let description = describe(side, found.lists);
     match flags.iter_mut().find(|f| f.kind == FlagKind::Wordlists) {
         Some(existing) => {
             existing.description.push_str("; ");

@@ -1,0 +1,246 @@
+//! Where stats records go: the [`StatsSink`] trait and its implementations.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use tokio::io::AsyncWriteExt;
+use tokio_util::task::TaskTracker;
+use usagepanda_core::StatsRecord;
+
+use crate::upstream::{Upstream, UpstreamRequest, collect_body};
+
+/// Receives exactly one record per exchange.
+#[async_trait]
+pub trait StatsSink: Send + Sync {
+    /// Records one exchange. Failures are the sink's to report (a log line); they never fail
+    /// the exchange.
+    async fn record(&self, record: StatsRecord);
+
+    /// Waits until every record handed over so far is written or uploaded.
+    async fn flush(&self) {}
+}
+
+/// The original proxy's final log line on stdout: `{"level":"info","proxy_id":...,"message":{record}}`.
+#[derive(Debug, Default)]
+pub struct StdoutSink;
+
+/// One log line in the original's shape.
+pub fn log_line(record: &StatsRecord) -> String {
+    let line = serde_json::json!({
+        "level": "info",
+        "proxy_id": record.metadata.proxy_id,
+        "message": record,
+    });
+    line.to_string()
+}
+
+#[async_trait]
+impl StatsSink for StdoutSink {
+    async fn record(&self, record: StatsRecord) {
+        let mut line = log_line(&record);
+        line.push('\n');
+        let mut out = tokio::io::stdout();
+        if let Err(e) = out.write_all(line.as_bytes()).await {
+            tracing::warn!(error = %e, "cannot write a stats record to stdout");
+        }
+        let _ = out.flush().await;
+    }
+}
+
+/// Appends each record as one JSON line to a file.
+#[derive(Debug)]
+pub struct FileSink {
+    path: PathBuf,
+    file: tokio::sync::Mutex<Option<tokio::fs::File>>,
+}
+
+impl FileSink {
+    /// A sink appending to `path` (created when missing).
+    pub fn new(path: impl Into<PathBuf>) -> FileSink {
+        FileSink {
+            path: path.into(),
+            file: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait]
+impl StatsSink for FileSink {
+    async fn record(&self, record: StatsRecord) {
+        let mut line = record.to_json();
+        line.push('\n');
+        let mut guard = self.file.lock().await;
+        if guard.is_none() {
+            match tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .await
+            {
+                Ok(f) => *guard = Some(f),
+                Err(e) => {
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot open the stats file");
+                    return;
+                }
+            }
+        }
+        if let Some(file) = guard.as_mut() {
+            if let Err(e) = file.write_all(line.as_bytes()).await {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot write the stats file");
+            }
+        }
+    }
+
+    async fn flush(&self) {
+        if let Some(file) = self.file.lock().await.as_mut() {
+            let _ = file.flush().await;
+            let _ = file.sync_data().await;
+        }
+    }
+}
+
+/// Uploads each record to the Usage Panda API (`POST {api}/proxy` with `x-usagepanda-key`),
+/// waiting for the upload (sync) or not (async, tracked so that shutdown can flush).
+pub struct ApiSink {
+    upstream: Arc<dyn Upstream>,
+    uri: Uri,
+    key: HeaderValue,
+    asynchronous: bool,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for ApiSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSink")
+            .field("uri", &self.uri)
+            .field("asynchronous", &self.asynchronous)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An API sink that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiSinkError {
+    /// The API URL is not valid.
+    #[error("`USAGE_PANDA_API` is not a valid URL: `{0}`")]
+    Url(String),
+    /// The key cannot be sent as a header.
+    #[error("the Usage Panda API key is not a valid header value")]
+    Key,
+}
+
+impl ApiSink {
+    /// A sink uploading to `{api}/proxy`.
+    pub fn new(
+        upstream: Arc<dyn Upstream>,
+        api: &str,
+        key: &str,
+        asynchronous: bool,
+    ) -> Result<ApiSink, ApiSinkError> {
+        let url = format!("{}/proxy", api.trim_end_matches('/'));
+        let uri: Uri = url.parse().map_err(|_| ApiSinkError::Url(api.to_owned()))?;
+        let mut key = HeaderValue::from_str(key).map_err(|_| ApiSinkError::Key)?;
+        key.set_sensitive(true);
+        Ok(ApiSink {
+            upstream,
+            uri,
+            key,
+            asynchronous,
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    async fn upload(upstream: Arc<dyn Upstream>, uri: Uri, key: HeaderValue, record: StatsRecord) {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-usagepanda-key", key);
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let request = UpstreamRequest {
+            method: Method::POST,
+            uri,
+            headers,
+            body: Bytes::from(record.to_json()),
+        };
+        match upstream.send(request).await {
+            Ok(response) if response.status.is_success() => {
+                let _ = collect_body(response.body, 64 * 1024).await;
+            }
+            Ok(response) => {
+                tracing::warn!(status = %response.status, "stats upload refused; failing open");
+            }
+            Err(e) => tracing::warn!(error = %e, "stats upload failed; failing open"),
+        }
+    }
+}
+
+#[async_trait]
+impl StatsSink for ApiSink {
+    async fn record(&self, record: StatsRecord) {
+        let task = ApiSink::upload(self.upstream.clone(), self.uri.clone(), self.key.clone(), record);
+        if self.asynchronous {
+            self.tracker.spawn(task);
+        } else {
+            task.await;
+        }
+    }
+
+    async fn flush(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.tracker.reopen();
+    }
+}
+
+/// Keeps records in memory (for tests and for services that ship records themselves).
+#[derive(Debug, Default, Clone)]
+pub struct MemorySink {
+    records: Arc<Mutex<Vec<StatsRecord>>>,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> MemorySink {
+        MemorySink::default()
+    }
+
+    /// The records so far.
+    pub fn records(&self) -> Vec<StatsRecord> {
+        match self.records.lock() {
+            Ok(records) => records.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl StatsSink for MemorySink {
+    async fn record(&self, record: StatsRecord) {
+        match self.records.lock() {
+            Ok(mut records) => records.push(record),
+            Err(poisoned) => poisoned.into_inner().push(record),
+        }
+    }
+}
+
+/// Sends each record to several sinks.
+pub struct FanOut(pub Vec<Arc<dyn StatsSink>>);
+
+#[async_trait]
+impl StatsSink for FanOut {
+    async fn record(&self, record: StatsRecord) {
+        if let Some((last, rest)) = self.0.split_last() {
+            for sink in rest {
+                sink.record(record.clone()).await;
+            }
+            last.record(record).await;
+        }
+    }
+
+    async fn flush(&self) {
+        for sink in &self.0 {
+            sink.flush().await;
+        }
+    }
+}
