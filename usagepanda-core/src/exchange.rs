@@ -94,14 +94,11 @@ pub struct Outcome {
 impl Outcome {
     /// The verdict this outcome carries (for offline checks).
     pub fn verdict(&self) -> Verdict {
-        let reply = match self.content_type {
-            Some(content_type) => Some(Reply {
-                status: self.status,
-                content_type,
-                body: self.body.clone(),
-            }),
-            None => None,
-        };
+        let reply = self.content_type.map(|content_type| Reply {
+            status: self.status,
+            content_type,
+            body: self.body.clone(),
+        });
         Verdict {
             decision: self.decision,
             flags: self.stats.flags.clone(),

@@ -193,7 +193,7 @@ impl Policy {
         headers: &HeaderMap,
         body: &[u8],
         moderation: &ModerationResult,
-    ) -> Result<PendingUpstream, Outcome> {
+    ) -> Result<PendingUpstream, Box<Outcome>> {
         let request = ClientRequest {
             method: Method::POST,
             path: path.to_owned(),
@@ -205,7 +205,7 @@ impl Policy {
             match step {
                 Step::Moderate(pending) => step = pending.resume(moderation.clone()),
                 Step::Forward(pending) => return Ok(pending),
-                Step::Finish(outcome) => return Err(outcome),
+                Step::Finish(outcome) => return Err(Box::new(outcome)),
             }
         }
     }

@@ -49,7 +49,7 @@ pub enum Answer {
         upstream_headers: Option<HeaderMap>,
     },
     /// A server-sent-event stream still flowing; its stats record is produced when it ends.
-    Stream(StreamAnswer),
+    Stream(Box<StreamAnswer>),
 }
 
 impl Driver {
@@ -156,7 +156,7 @@ impl Driver {
                     && response.status.is_success()
                     && is_event_stream(&response.headers) =>
             {
-                Answer::Stream(StreamAnswer::new(pending, response, started))
+                Answer::Stream(Box::new(StreamAnswer::new(pending, response, started)))
             }
             Ok(response) => {
                 let remaining = self.timeout.saturating_sub(started.elapsed());
@@ -236,13 +236,20 @@ fn annotate(
     attempts: u32,
     autorouted: Option<(String, serde_json::Value)>,
 ) -> Answer {
-    let stats = match &mut answer {
-        Answer::Complete { outcome, .. } => &mut outcome.stats,
-        Answer::Stream(stream) => stream.stats_mut(),
-    };
-    stats.metadata.upstream_attempts = Some(attempts);
-    if let Some((name, value)) = autorouted {
-        stats.autorouted.insert(name, value);
+    match &mut answer {
+        Answer::Complete { outcome, .. } => {
+            outcome.stats.metadata.upstream_attempts = Some(attempts);
+            if let Some((name, value)) = autorouted {
+                outcome.stats.autorouted.insert(name, value);
+            }
+        }
+        Answer::Stream(stream) => {
+            let exchange = stream.exchange_mut();
+            exchange.metadata_mut().upstream_attempts = Some(attempts);
+            if let Some((name, value)) = autorouted {
+                exchange.autorouted_mut().insert(name, value);
+            }
+        }
     }
     answer
 }

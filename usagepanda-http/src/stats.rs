@@ -107,7 +107,7 @@ impl StatsSink for FileSink {
 pub struct ApiSink {
     upstream: Arc<dyn Upstream>,
     uri: Uri,
-    key: HeaderValue,
+    key: Option<HeaderValue>,
     asynchronous: bool,
     tracker: TaskTracker,
 }
@@ -133,17 +133,23 @@ pub enum ApiSinkError {
 }
 
 impl ApiSink {
-    /// A sink uploading to `{api}/proxy`.
+    /// A sink uploading to `{api}/proxy`, with `key` for records handed over without one.
     pub fn new(
         upstream: Arc<dyn Upstream>,
         api: &str,
-        key: &str,
+        key: Option<&str>,
         asynchronous: bool,
     ) -> Result<ApiSink, ApiSinkError> {
         let url = format!("{}/proxy", api.trim_end_matches('/'));
         let uri: Uri = url.parse().map_err(|_| ApiSinkError::Url(api.to_owned()))?;
-        let mut key = HeaderValue::from_str(key).map_err(|_| ApiSinkError::Key)?;
-        key.set_sensitive(true);
+        let key = match key {
+            Some(key) => {
+                let mut key = HeaderValue::from_str(key).map_err(|_| ApiSinkError::Key)?;
+                key.set_sensitive(true);
+                Some(key)
+            }
+            None => None,
+        };
         Ok(ApiSink {
             upstream,
             uri,
@@ -175,14 +181,24 @@ impl ApiSink {
     }
 }
 
-#[async_trait]
-impl StatsSink for ApiSink {
-    async fn record(&self, record: StatsRecord) {
-        let task = ApiSink::upload(self.upstream.clone(), self.uri.clone(), self.key.clone(), record);
+impl ApiSink {
+    /// Uploads one record with this key (waiting, or not, as the sink was built).
+    pub async fn send(&self, key: HeaderValue, record: StatsRecord) {
+        let task = ApiSink::upload(self.upstream.clone(), self.uri.clone(), key, record);
         if self.asynchronous {
             self.tracker.spawn(task);
         } else {
             task.await;
+        }
+    }
+}
+
+#[async_trait]
+impl StatsSink for ApiSink {
+    async fn record(&self, record: StatsRecord) {
+        match &self.key {
+            Some(key) => self.send(key.clone(), record).await,
+            None => tracing::warn!("no Usage Panda API key for the stats upload; record dropped"),
         }
     }
 
@@ -243,4 +259,13 @@ impl StatsSink for FanOut {
             sink.flush().await;
         }
     }
+}
+
+/// Drops every record (`STATS_SINK = "none"`).
+#[derive(Debug, Default)]
+pub struct NullSink;
+
+#[async_trait]
+impl StatsSink for NullSink {
+    async fn record(&self, _record: StatsRecord) {}
 }

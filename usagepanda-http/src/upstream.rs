@@ -13,7 +13,7 @@ use http_body_util::combinators::BoxBody;
 pub use self::hyper_client::{HyperUpstream, HyperUpstreamOptions};
 
 /// A boxed error.
-pub type BoxError = Box<dyn StdError + Send + Sync>;
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// A response body that may still be streaming.
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -86,13 +86,53 @@ pub trait Upstream: Send + Sync {
     }
 }
 
-/// Reads a whole body, up to `limit` bytes.
-pub async fn collect_body(body: Body, limit: usize) -> Result<Bytes, UpstreamError> {
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => Err(UpstreamError::Broken(format!("reading the answer failed: {e}"))),
+/// Why a body could not be read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// It is larger than the limit.
+    TooLarge,
+    /// Reading it failed.
+    Broken(String),
+}
+
+/// Reads a whole body, up to `limit` bytes. A body of one chunk is not copied.
+pub async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, ReadError> {
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ReadError::Broken(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let have = first.as_ref().map_or(0, Bytes::len) + rest.len();
+        if have + data.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        match &first {
+            None => first = Some(data),
+            Some(f) => {
+                if rest.is_empty() {
+                    rest.extend_from_slice(f);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
     }
+    Ok(if rest.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        Bytes::from(rest)
+    })
+}
+
+/// Reads a whole upstream answer, up to `limit` bytes.
+pub async fn collect_body(body: Body, limit: usize) -> Result<Bytes, UpstreamError> {
+    read_limited(body, limit).await.map_err(|e| match e {
+        ReadError::TooLarge => {
+            UpstreamError::Broken(format!("the answer is larger than the limit of {limit} bytes"))
+        }
+        ReadError::Broken(why) => UpstreamError::Broken(format!("reading the answer failed: {why}")),
+    })
 }
 
 /// A body holding these bytes.
