@@ -40,6 +40,10 @@ impl std::fmt::Debug for Driver {
 
 /// What an exchange produced.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per exchange and moved once; boxing would add an allocation to every request"
+)]
 pub enum Answer {
     /// A complete answer: the outcome, and the upstream's headers when its answer is relayed.
     Complete {
@@ -49,7 +53,7 @@ pub enum Answer {
         upstream_headers: Option<HeaderMap>,
     },
     /// A server-sent-event stream still flowing; its stats record is produced when it ends.
-    Stream(Box<StreamAnswer>),
+    Stream(StreamAnswer),
 }
 
 impl Driver {
@@ -156,7 +160,7 @@ impl Driver {
                     && response.status.is_success()
                     && is_event_stream(&response.headers) =>
             {
-                Answer::Stream(Box::new(StreamAnswer::new(pending, response, started)))
+                Answer::Stream(StreamAnswer::new(pending, response, started))
             }
             Ok(response) => {
                 let remaining = self.timeout.saturating_sub(started.elapsed());
