@@ -92,11 +92,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The verdict this outcome carries (for offline checks).
+    /// The verdict this outcome carries (for offline checks); its reply is what the client
+    /// gets, the upstream's answer included.
     pub fn verdict(&self) -> Verdict {
-        let reply = self.content_type.map(|content_type| Reply {
+        let reply = Some(Reply {
             status: self.status,
-            content_type,
+            content_type: self.content_type.unwrap_or(reply::JSON),
             body: self.body.clone(),
         });
         Verdict {
