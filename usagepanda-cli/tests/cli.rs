@@ -305,6 +305,25 @@ fn check_with_a_response_runs_the_response_policies() {
 }
 
 #[test]
+#[ignore = "core bug: exchange::rewrite re-parses the body as a serde_json::Value, which \
+            rejects a lone surrogate escape in a field the rules skip, and on failure the \
+            original (unredacted) bytes are forwarded while the flag says `redact`"]
+fn check_never_forwards_text_it_flagged_for_redaction() {
+    let check = Check::new(POLICY, &json!({}));
+    // Written by hand: a `Value` cannot hold a lone surrogate.
+    write(
+        check.dir.path(),
+        "request.json",
+        r#"{"model": "m", "max_tokens": 10, "metadata": {"x": "\ud800"},
+            "messages": [{"role": "user", "content": "this shit"}]}"#,
+    );
+    let output = check.run(&[]);
+    let out = stdout(&output);
+    // Redacted, refused or rejected as a bad body: any is fine, forwarding the word is not.
+    assert!(!out.contains("this shit"), "{out}");
+}
+
+#[test]
 fn check_block_exits_1_without_echoing_the_banned_text() {
     let check = Check::new(
         POLICY,
