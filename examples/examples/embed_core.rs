@@ -28,7 +28,11 @@ fn main() -> Result<()> {
         println!("  {:?}: {}", flag.kind, flag.description);
     }
     if let Some(reply) = verdict.reply() {
-        println!("  client gets {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+        println!(
+            "  client gets {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
     }
 
     let rude = br#"{"model":"gpt-4o","max_tokens":100,"messages":[{"role":"user","content":"this damn printer is shit"}]}"#;

@@ -31,7 +31,8 @@ async fn main() -> Result<()> {
     };
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:9000".to_owned());
 
-    let upstream: Arc<dyn Upstream> = Arc::new(HyperUpstream::new(&HyperUpstreamOptions::default()));
+    let upstream: Arc<dyn Upstream> =
+        Arc::new(HyperUpstream::new(&HyperUpstreamOptions::default()));
     let driver = Driver {
         upstream: upstream.clone(),
         retry: RetryPolicy::default(),

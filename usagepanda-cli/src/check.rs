@@ -65,9 +65,8 @@ fn check(args: &Args) -> Result<(OfflineRun, Value)> {
     let moderation = match &args.moderation {
         Some(path) => {
             let body = read_json_file(path, "moderation")?;
-            let verdict = ModerationVerdict::from_body(&body).with_context(|| {
-                format!("`{}` is not a moderation result", path.display())
-            })?;
+            let verdict = ModerationVerdict::from_body(&body)
+                .with_context(|| format!("`{}` is not a moderation result", path.display()))?;
             Some(ModerationResult::Verdict(verdict))
         }
         None => None,

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "usagepanda", version, about = "A policy engine and proxy for LLM API traffic")]
+#[command(
+    name = "usagepanda",
+    version,
+    about = "A policy engine and proxy for LLM API traffic"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

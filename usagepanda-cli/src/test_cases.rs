@@ -20,7 +20,8 @@
 //! }
 //! ```
 //!
-//! `config` is a path (relative to the case file) or an inline object. Only `request` and
+//! `config` is a path (relative to the case file) or an inline object (default: every policy
+//! off). Only `request` and
 //! `expect.decision` are required; each other `expect` field is checked when present
 //! (`"forwarded": null` means the upstream must not be called).
 
@@ -43,7 +44,8 @@ use crate::config_file::read_config;
 struct Case {
     #[serde(default)]
     description: Option<String>,
-    config: ConfigRef,
+    #[serde(default)]
+    config: Option<ConfigRef>,
     #[serde(default = "default_endpoint")]
     endpoint: String,
     #[serde(default)]
@@ -154,7 +156,10 @@ pub fn run(path: &Path) -> ExitCode {
         }
     }
     if files.is_empty() {
-        eprintln!("usagepanda test: no *.case.json files under `{}`", path.display());
+        eprintln!(
+            "usagepanda test: no *.case.json files under `{}`",
+            path.display()
+        );
         failed += 1;
     }
     println!("{passed} passed, {failed} failed");
@@ -166,7 +171,8 @@ pub fn run(path: &Path) -> ExitCode {
 }
 
 fn case_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
@@ -194,11 +200,12 @@ fn run_case(file: &Path) -> Result<Vec<String>> {
     let case: Case = serde_json::from_str(&text).context("not a valid case")?;
     let _ = &case.description;
     let config = match &case.config {
-        ConfigRef::Path(p) => {
+        Some(ConfigRef::Path(p)) => {
             let base = file.parent().unwrap_or(Path::new("."));
             read_config(&base.join(p))?
         }
-        ConfigRef::Inline(v) => Config::from_json(&v.to_string()).context("inline config")?,
+        Some(ConfigRef::Inline(v)) => Config::from_json(&v.to_string()).context("inline config")?,
+        None => Config::default(),
     };
     let policy = Policy::new(config).context("config")?;
     let headers = parse_headers(
@@ -246,21 +253,35 @@ fn compare(expect: &Expect, run: &OfflineRun) -> Vec<String> {
         let same = flags.len() == got.len()
             && flags.iter().zip(&got).all(|(e, g)| {
                 g["type"] == e.kind.as_str()
-                    && e.description.as_ref().is_none_or(|d| g["description"] == d.as_str())
+                    && e.description
+                        .as_ref()
+                        .is_none_or(|d| g["description"] == d.as_str())
                     && e.action.as_ref().is_none_or(|a| g["action"] == a.as_str())
             });
         if !same {
-            problems.push(format!("flags: expected {}, got {}", describe_flags(flags), Value::Array(got)));
+            problems.push(format!(
+                "flags: expected {}, got {}",
+                describe_flags(flags),
+                Value::Array(got)
+            ));
         }
     }
     if let Some(expected) = &expect.forwarded {
-        let got = run.forwarded.as_deref().map(body_value).unwrap_or(Value::Null);
+        let got = run
+            .forwarded
+            .as_deref()
+            .map(body_value)
+            .unwrap_or(Value::Null);
         if *expected != got {
             problems.push(format!("forwarded: expected {expected}, got {got}"));
         }
     }
     if let Some(expected) = &expect.moderated {
-        let got = run.moderated.as_deref().map(body_value).unwrap_or(Value::Null);
+        let got = run
+            .moderated
+            .as_deref()
+            .map(body_value)
+            .unwrap_or(Value::Null);
         if *expected != got {
             problems.push(format!("moderated: expected {expected}, got {got}"));
         }

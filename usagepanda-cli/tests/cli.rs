@@ -305,9 +305,6 @@ fn check_with_a_response_runs_the_response_policies() {
 }
 
 #[test]
-#[ignore = "core bug: exchange::rewrite re-parses the body as a serde_json::Value, which \
-            rejects a lone surrogate escape in a field the rules skip, and on failure the \
-            original (unredacted) bytes are forwarded while the flag says `redact`"]
 fn check_never_forwards_text_it_flagged_for_redaction() {
     let check = Check::new(POLICY, &json!({}));
     // Written by hand: a `Value` cannot hold a lone surrogate.

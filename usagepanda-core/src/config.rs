@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use self::error::ConfigError;
-pub use self::values::{AutoReplyKind, AutoReplyRule, HeaderOverrides, ReflectionAction, RuleAction, WordlistSpec};
+pub use self::values::{
+    AutoReplyKind, AutoReplyRule, HeaderOverrides, ReflectionAction, RuleAction, WordlistSpec,
+};
 use crate::wordlist::WordlistMatch;
 
 /// The upper bound of `POLICY_RETRY_COUNT` (as in the original).
@@ -224,6 +226,19 @@ impl Config {
     /// top-level `null` means "the default", as `AZURE_RESOURCE_NAME: null` does in the
     /// original's `config.js`.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let keys: Vec<String> = serde_json::from_str::<KeyList>(text)
+            .map_err(|e| ConfigError::Syntax {
+                format: "JSON",
+                message: e.to_string(),
+            })?
+            .0;
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+            return Err(ConfigError::Invalid {
+                key: dup.clone(),
+                message: "is given twice".to_owned(),
+            });
+        }
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| ConfigError::Syntax {
                 format: "JSON",
@@ -233,9 +248,13 @@ impl Config {
     }
 
     fn from_json_value(mut value: serde_json::Value) -> Result<Config, ConfigError> {
-        if let serde_json::Value::Object(map) = &mut value {
-            map.retain(|_, v| !v.is_null());
-        }
+        let serde_json::Value::Object(map) = &mut value else {
+            return Err(ConfigError::Invalid {
+                key: "(root)".to_owned(),
+                message: "a config must be a JSON object".to_owned(),
+            });
+        };
+        map.retain(|_, v| !v.is_null());
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             ConfigError::from_path_error(e.path().to_string(), &e.inner().to_string())
         })?;
@@ -270,7 +289,9 @@ impl Config {
             merged.openai_api_key.clone_from(&self.openai_api_key);
         }
         if merged.usage_panda_api_key.is_none() {
-            merged.usage_panda_api_key.clone_from(&self.usage_panda_api_key);
+            merged
+                .usage_panda_api_key
+                .clone_from(&self.usage_panda_api_key);
         }
         Ok(merged)
     }
@@ -337,6 +358,33 @@ impl Config {
             }
         }
         Ok(self)
+    }
+}
+
+/// The top-level keys of a JSON object, in order, duplicates kept.
+struct KeyList(Vec<String>);
+
+impl<'de> Deserialize<'de> for KeyList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = KeyList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyList, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(KeyList(keys))
+            }
+        }
+        d.deserialize_map(Keys)
     }
 }
 

@@ -33,7 +33,9 @@ impl Endpoint {
     pub fn from_path(path: &str) -> Endpoint {
         let path = path.split(['?', '#']).next().unwrap_or_default();
         let path = path.trim_end_matches('/');
-        let rest = path.strip_prefix("/v1").filter(|r| r.is_empty() || r.starts_with('/'));
+        let rest = path
+            .strip_prefix("/v1")
+            .filter(|r| r.is_empty() || r.starts_with('/'));
         let rest = rest.unwrap_or(path);
         match rest {
             "/chat/completions" => Endpoint::ChatCompletions,
@@ -132,9 +134,18 @@ mod tests {
 
     #[test]
     fn paths_are_normalised() {
-        assert_eq!(Endpoint::from_path("/v1/chat/completions"), Endpoint::ChatCompletions);
-        assert_eq!(Endpoint::from_path("/chat/completions"), Endpoint::ChatCompletions);
-        assert_eq!(Endpoint::from_path("/v1/completions/?x=1"), Endpoint::Completions);
+        assert_eq!(
+            Endpoint::from_path("/v1/chat/completions"),
+            Endpoint::ChatCompletions
+        );
+        assert_eq!(
+            Endpoint::from_path("/chat/completions"),
+            Endpoint::ChatCompletions
+        );
+        assert_eq!(
+            Endpoint::from_path("/v1/completions/?x=1"),
+            Endpoint::Completions
+        );
         assert_eq!(
             Endpoint::from_path("/models"),
             Endpoint::Other("/v1/models".to_owned())

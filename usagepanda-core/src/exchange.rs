@@ -10,13 +10,13 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 
 use crate::endpoint::Endpoint;
+use crate::filter::Findings;
 use crate::openai::request::RequestView;
 use crate::overrides::{self, Settings};
 use crate::policy::Policy;
 use crate::reply::{self, AutoReplyBody};
 use crate::rules::moderation::{self, ModerationResult};
 use crate::rules::reflection::{self, Reflector};
-use crate::filter::Findings;
 use crate::rules::wordlists::{self, Side};
 use crate::rules::{self, RequestInput, Rewrite, log};
 use crate::stats::{Metadata, StatsRecord};
@@ -145,6 +145,11 @@ impl PendingModeration {
     /// The moderation request body (`{"input": [...]}`): the client's text, before redaction.
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// The client's request headers (for routing the moderation call).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.state.headers
     }
 
     /// Resumes with the moderation result.
@@ -310,7 +315,11 @@ impl State {
             Ok(view) => view,
             Err(e) if self.endpoint.requires_json() || looks_json => {
                 let message = if e.is_data() {
-                    format!("invalid request body: {e}")
+                    let detail = e
+                        .to_string()
+                        .replace("struct RequestView", "a JSON object")
+                        .replace("struct MessageView", "a message object");
+                    format!("invalid request body: {detail}")
                 } else {
                     format!("request body is not valid JSON: {e}")
                 };
@@ -371,8 +380,13 @@ impl State {
             &self.settings.request_wordlist,
         );
         let forward = match rewrite(&body, &rewrites) {
-            Some(new) => new,
-            None => body.clone(),
+            Ok(Some(new)) => new,
+            Ok(None) => body.clone(),
+            Err(RewriteError) => {
+                let message =
+                    "request body could not be rewritten for redaction (malformed JSON escapes)";
+                return Step::Finish(self.bad_request(message, None));
+            }
         };
         drop(view);
         if let Some(body) = moderation_body {
@@ -407,8 +421,11 @@ impl State {
         self.flags.iter().any(Flag::blocks)
     }
 
-    fn decide(self, forward: Bytes, autoreply: Option<Reply>) -> Step {
+    fn decide(mut self, forward: Bytes, autoreply: Option<Reply>) -> Step {
         if self.blocked() {
+            // The auto-reply did not happen: its flag would misdescribe the exchange.
+            self.flags
+                .retain(|f| f.kind != crate::verdict::FlagKind::AutoReply);
             let reply = reply::block_reply(&self.flags);
             return Step::Finish(self.finish_with(reply, Decision::Block, None));
         }
@@ -480,19 +497,37 @@ impl State {
     }
 }
 
-/// Writes rewritten texts back into a JSON body; `None` when there is nothing to rewrite (or
-/// the body cannot be re-read, which cannot happen for a body the view parsed).
-pub(crate) fn rewrite(body: &[u8], rewrites: &[Rewrite]) -> Option<Bytes> {
+/// A body whose rewritten texts cannot be written back (it is refused rather than forwarded
+/// unredacted).
+#[derive(Debug)]
+pub(crate) struct RewriteError;
+
+/// Writes rewritten texts back into a JSON body by splicing each string in place: every other
+/// byte (numbers, unknown fields, escapes) stays as the client or upstream sent it.
+/// `Ok(None)` when there is nothing to rewrite.
+pub(crate) fn rewrite(body: &[u8], rewrites: &[Rewrite]) -> Result<Option<Bytes>, RewriteError> {
     if rewrites.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut edits = Vec::with_capacity(rewrites.len());
     for (slot, text) in rewrites {
-        if let Some(target) = slot.string_mut(&mut value) {
-            target.clone_from(text);
-        }
+        let range = slot.locate(body).ok_or(RewriteError)?;
+        let json = serde_json::to_string(text).map_err(|_| RewriteError)?;
+        edits.push((range, json));
     }
-    serde_json::to_vec(&value).ok().map(Bytes::from)
+    edits.sort_by_key(|(range, _)| range.start);
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut last = 0;
+    for (range, json) in &edits {
+        if range.start < last {
+            return Err(RewriteError);
+        }
+        out.extend_from_slice(&body[last..range.start]);
+        out.extend_from_slice(json.as_bytes());
+        last = range.end;
+    }
+    out.extend_from_slice(&body[last..]);
+    Ok(Some(Bytes::from(out)))
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -162,7 +162,12 @@ impl StageStream {
     }
 
     /// Ends the text; appends the rest to `out`.
-    pub(crate) fn finish(&mut self, stage: &Stage<'_>, out: &mut String, found: &mut Findings) -> Flow {
+    pub(crate) fn finish(
+        &mut self,
+        stage: &Stage<'_>,
+        out: &mut String,
+        found: &mut Findings,
+    ) -> Flow {
         let flow = self.advance(stage, true, out, found);
         self.buf.clear();
         (self.block_at, self.audit_at, self.redact_at, self.emitted) = (0, 0, 0, 0);
@@ -171,7 +176,9 @@ impl StageStream {
 
     /// How many characters are held back.
     pub(crate) fn held_chars(&self) -> usize {
-        self.buf.get(self.emitted..).map_or(0, |s| s.chars().count())
+        self.buf
+            .get(self.emitted..)
+            .map_or(0, |s| s.chars().count())
     }
 
     fn advance(
@@ -205,7 +212,10 @@ impl StageStream {
         }
         if let Some(audit) = stage.audit {
             let audit_live = live(audit, self.audit_at);
-            while let Some(hit) = audit.find(&self.buf, self.audit_at).filter(|h| h.start < audit_live) {
+            while let Some(hit) = audit
+                .find(&self.buf, self.audit_at)
+                .filter(|h| h.start < audit_live)
+            {
                 found.record(&hit);
                 self.audit_at = after(&self.buf, &hit);
             }
@@ -214,7 +224,10 @@ impl StageStream {
         match stage.redact {
             Some(redact) => {
                 limit = limit.min(live(redact, self.redact_at));
-                while let Some(hit) = redact.find(&self.buf, self.redact_at).filter(|h| h.start < limit) {
+                while let Some(hit) = redact
+                    .find(&self.buf, self.redact_at)
+                    .filter(|h| h.start < limit)
+                {
                     found.record(&hit);
                     if self.emitted < hit.start {
                         out.push_str(&self.buf[self.emitted..hit.start]);
@@ -286,7 +299,10 @@ mod tests {
     use crate::wordlist::{ListName, WordlistMatch};
 
     fn scanner(phrases: &[&str]) -> Scanner {
-        match Scanner::new(phrases.iter().map(|p| (*p, ListName::Custom)), WordlistMatch::Word) {
+        match Scanner::new(
+            phrases.iter().map(|p| (*p, ListName::Custom)),
+            WordlistMatch::Word,
+        ) {
             Ok(s) => s,
             Err(e) => unreachable!("{e}"),
         }

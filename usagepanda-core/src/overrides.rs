@@ -7,9 +7,7 @@
 
 use http::HeaderMap;
 
-use crate::config::{
-    Config, HeaderOverrides, MAX_RETRY_COUNT, ReflectionAction, WordlistSpec,
-};
+use crate::config::{Config, HeaderOverrides, MAX_RETRY_COUNT, ReflectionAction, WordlistSpec};
 
 /// `x-usagepanda-log-request`
 pub const LOG_REQUEST: &str = "x-usagepanda-log-request";
@@ -104,7 +102,11 @@ impl Settings {
             out.log_response = if any { v } else { out.log_response || v };
         }
         if let Some(v) = number(headers, MAX_TOKENS)? {
-            out.max_tokens = if any { v } else { tighter_limit(out.max_tokens, v) };
+            out.max_tokens = if any {
+                v
+            } else {
+                tighter_limit(out.max_tokens, v)
+            };
         }
         if let Some(v) = number(headers, MAX_PROMPT_CHARS)? {
             out.max_prompt_chars = if any {
@@ -130,7 +132,11 @@ impl Settings {
             out.auto_moderate = if any { v } else { out.auto_moderate || v };
         }
         if let Some(v) = wordlists(headers, REQUEST_WORDLISTS)? {
-            out.request_wordlist = if any { v } else { out.request_wordlist.tightened_by(&v) };
+            out.request_wordlist = if any {
+                v
+            } else {
+                out.request_wordlist.tightened_by(&v)
+            };
         }
         if let Some(v) = wordlists(headers, RESPONSE_WORDLISTS)? {
             out.response_wordlist = if any {
@@ -163,10 +169,13 @@ fn text<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<Option<&'h str
     let Some(value) = headers.get(name) else {
         return Ok(None);
     };
-    value.to_str().map(|v| Some(v.trim())).map_err(|_| OverrideError {
-        header: name,
-        problem: "value is not visible ASCII".to_owned(),
-    })
+    value
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| OverrideError {
+            header: name,
+            problem: "value is not visible ASCII".to_owned(),
+        })
 }
 
 fn flag(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, OverrideError> {
@@ -221,7 +230,8 @@ pub fn trace_id(headers: &HeaderMap) -> Result<Option<String>, OverrideError> {
     };
     let ok = !v.is_empty()
         && v.len() < 100
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(Some(v.to_owned()))
     } else {
@@ -280,9 +290,18 @@ mod tests {
             unreachable!()
         };
         assert_eq!(s.max_tokens, 100);
-        assert_eq!(s.request_wordlist.action(ListName::Profanity), Some(RuleAction::Redact));
-        assert_eq!(s.request_wordlist.action(ListName::Dan), Some(RuleAction::Block));
-        assert_eq!(s.prompt_reflection, ReflectionAction::On(RuleAction::Redact));
+        assert_eq!(
+            s.request_wordlist.action(ListName::Profanity),
+            Some(RuleAction::Redact)
+        );
+        assert_eq!(
+            s.request_wordlist.action(ListName::Dan),
+            Some(RuleAction::Block)
+        );
+        assert_eq!(
+            s.prompt_reflection,
+            ReflectionAction::On(RuleAction::Redact)
+        );
         let Ok(s) = base().with_headers(&headers(&[(MAX_TOKENS, "50")]), HeaderOverrides::Tighten)
         else {
             unreachable!()
@@ -309,7 +328,10 @@ mod tests {
 
     #[test]
     fn trace_ids_are_checked() {
-        assert_eq!(trace_id(&headers(&[(TRACE_ID, "abc-1_2")])), Ok(Some("abc-1_2".to_owned())));
+        assert_eq!(
+            trace_id(&headers(&[(TRACE_ID, "abc-1_2")])),
+            Ok(Some("abc-1_2".to_owned()))
+        );
         assert!(trace_id(&headers(&[(TRACE_ID, "a b")])).is_err());
         assert!(trace_id(&headers(&[(TRACE_ID, &"a".repeat(100))])).is_err());
         assert_eq!(trace_id(&HeaderMap::new()), Ok(None));

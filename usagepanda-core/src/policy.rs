@@ -6,13 +6,13 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
+use crate::config::RuleAction;
 use crate::config::{Config, ConfigError};
 use crate::exchange::{ClientRequest, Context, Outcome, PendingUpstream, Step};
 use crate::openai::ModerationVerdict;
 use crate::overrides::Settings;
 use crate::rules::moderation::ModerationResult;
 use crate::verdict::Verdict;
-use crate::config::RuleAction;
 use crate::wordlist::{ListName, ListSet, Scanner, builtin_phrases};
 
 /// A compiled, validated policy.
@@ -51,13 +51,12 @@ impl Policy {
             .policy_custom_wordlist
             .iter()
             .map(|p| (p.as_str(), ListName::Custom));
-        let scanner =
-            Scanner::new(builtin.chain(custom), config.wordlist_match).map_err(|e| {
-                ConfigError::Invalid {
-                    key: "POLICY_CUSTOM_WORDLIST".to_owned(),
-                    message: e.to_string(),
-                }
-            })?;
+        let scanner = Scanner::new(builtin.chain(custom), config.wordlist_match).map_err(|e| {
+            ConfigError::Invalid {
+                key: "POLICY_CUSTOM_WORDLIST".to_owned(),
+                message: e.to_string(),
+            }
+        })?;
         check_redaction_string(&config, &scanner)?;
         for (key, spec) in [
             ("POLICY_REQUEST_WORDLIST", &config.policy_request_wordlist),
@@ -88,7 +87,10 @@ impl Policy {
             for action in [RuleAction::Audit, RuleAction::Redact, RuleAction::Block] {
                 policy.scanner_for(crate::rules::wordlists::lists_with(spec, action));
             }
-            policy.scanner_for(crate::rules::wordlists::lists_at_least(spec, RuleAction::Audit));
+            policy.scanner_for(crate::rules::wordlists::lists_at_least(
+                spec,
+                RuleAction::Audit,
+            ));
         }
         Ok(policy)
     }
@@ -249,7 +251,8 @@ fn check_redaction_string(config: &Config, scanner: &Scanner) -> Result<(), Conf
             .chain([r.len()])
             .map(|i| &r[..i]);
         let mut suffixes = r.char_indices().map(|(j, _)| &r[j..]);
-        let reaches_in = prefixes.any(|pre| p.ends_with(pre)) || suffixes.any(|suf| p.starts_with(suf));
+        let reaches_in =
+            prefixes.any(|pre| p.ends_with(pre)) || suffixes.any(|suf| p.starts_with(suf));
         if p.contains(&r) || reaches_in {
             return Err(invalid(format!(
                 "the phrase `{phrase}` overlaps the redaction string `{}`, so a redaction could form a new match; use a redaction string that starts and ends with a symbol, such as `****` or `[REDACTED]`",

@@ -47,13 +47,7 @@ pub fn block_message(flags: &[Flag]) -> String {
 
 /// The original's 422 answer to a blocked exchange.
 pub fn block_reply(flags: &[Flag]) -> Reply {
-    error_reply(
-        422,
-        &block_message(flags),
-        "invalid_request",
-        None,
-        Some("policy_violation"),
-    )
+    error_reply(422, &block_message(flags), "invalid_request", None, None)
 }
 
 /// What an auto-reply answers with.

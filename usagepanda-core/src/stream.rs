@@ -83,9 +83,9 @@ impl PendingUpstream {
                 state.endpoint,
                 Endpoint::ChatCompletions | Endpoint::Completions
             );
-            let policies = understood && (!words.is_empty() || reflect.is_some_and(|r| !r.is_empty()));
-            let filtering =
-                understood && (words.holds() || reflect.is_some_and(|r| r.holds()));
+            let policies =
+                understood && (!words.is_empty() || reflect.is_some_and(|r| !r.is_empty()));
+            let filtering = understood && (words.holds() || reflect.is_some_and(|r| r.holds()));
             (filtering, policies || state.checked, policies)
         };
         StreamExchange {
@@ -183,7 +183,12 @@ impl StreamExchange {
             if self.filtering && !self.blocked {
                 self.flush_choices(&mut out);
             } else if self.policies {
-                let open: Vec<u64> = self.choices.iter().filter(|(_, c)| !c.finished).map(|(i, _)| *i).collect();
+                let open: Vec<u64> = self
+                    .choices
+                    .iter()
+                    .filter(|(_, c)| !c.finished)
+                    .map(|(i, _)| *i)
+                    .collect();
                 for index in open {
                     let _ = self.run_choice(index, "", true, &mut String::new());
                 }
@@ -256,7 +261,10 @@ impl StreamExchange {
                     .iter()
                     .map(|choice| {
                         let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
-                        let piece = choice.pointer(field).and_then(Value::as_str).map(str::to_owned);
+                        let piece = choice
+                            .pointer(field)
+                            .and_then(Value::as_str)
+                            .map(str::to_owned);
                         let ends = choice.get("finish_reason").is_some_and(|f| !f.is_null());
                         (index, piece, ends)
                     })
@@ -276,19 +284,27 @@ impl StreamExchange {
             middle.push_str(piece);
             Flow::Continue
         } else if end {
-            let f = choice.words.push(&words, piece, &mut middle, &mut self.words_found);
+            let f = choice
+                .words
+                .push(&words, piece, &mut middle, &mut self.words_found);
             if f == Flow::Blocked {
                 f
             } else {
-                choice.words.finish(&words, &mut middle, &mut self.words_found)
+                choice
+                    .words
+                    .finish(&words, &mut middle, &mut self.words_found)
             }
         } else {
-            choice.words.push(&words, piece, &mut middle, &mut self.words_found)
+            choice
+                .words
+                .push(&words, piece, &mut middle, &mut self.words_found)
         };
         if flow == Flow::Continue {
             match reflect.filter(|r| !r.is_empty()) {
                 Some(r) => {
-                    flow = choice.reflect.push(&r, &middle, out, &mut self.reflect_found);
+                    flow = choice
+                        .reflect
+                        .push(&r, &middle, out, &mut self.reflect_found);
                     if flow == Flow::Continue && end {
                         flow = choice.reflect.finish(&r, out, &mut self.reflect_found);
                     }
@@ -371,7 +387,10 @@ impl StreamExchange {
             if text.is_empty() {
                 continue;
             }
-            let mut event = self.first.clone().unwrap_or_else(|| Value::Object(Default::default()));
+            let mut event = self
+                .first
+                .clone()
+                .unwrap_or_else(|| Value::Object(Default::default()));
             let choice = if chat {
                 serde_json::json!({"index": index, "delta": {"content": text}, "finish_reason": null})
             } else {
@@ -391,13 +410,16 @@ impl StreamExchange {
 
     fn record_flags(&mut self) {
         let spec = self.state.settings.response_wordlist.clone();
-        if !self
-            .state
-            .flags
-            .iter()
-            .any(|f| f.kind == crate::verdict::FlagKind::Wordlists && f.description.contains("Response matched"))
-        {
-            wordlists::record(&mut self.state.flags, Side::Response, &self.words_found, &spec);
+        if !self.state.flags.iter().any(|f| {
+            f.kind == crate::verdict::FlagKind::Wordlists
+                && f.description.contains("Response matched")
+        }) {
+            wordlists::record(
+                &mut self.state.flags,
+                Side::Response,
+                &self.words_found,
+                &spec,
+            );
         }
         if let (true, Some(action)) = (
             self.reflect_found.matched,
@@ -438,9 +460,8 @@ impl StreamExchange {
         stats.stream = true;
         stats.autorouted.extend(autorouted);
         stats.usage = usage;
-        stats.response = response.and_then(|r| {
-            log::response_record(&endpoint, r.to_string().as_bytes(), true)
-        });
+        stats.response =
+            response.and_then(|r| log::response_record(&endpoint, r.to_string().as_bytes(), true));
         match end {
             _ if decision == Decision::Block => {
                 stats.error = true;

@@ -277,9 +277,7 @@ impl Scanner {
         }
         let mut at = from;
         while at < text.len() {
-            let found = self
-                .leftmost
-                .find(Input::new(text).span(at..text.len()))?;
+            let found = self.leftmost.find(Input::new(text).span(at..text.len()))?;
             let (start, end, pattern) = (found.start(), found.end(), found.pattern().as_usize());
             if self.accepts(text, start, end, pattern, enabled) {
                 return Some(Hit {
@@ -305,7 +303,11 @@ impl Scanner {
         let mut state = OverlappingState::start();
         let mut best: Option<Hit> = None;
         loop {
-            if self.anchored.try_find_overlapping(&input, &mut state).is_err() {
+            if self
+                .anchored
+                .try_find_overlapping(&input, &mut state)
+                .is_err()
+            {
                 break;
             }
             let Some(found) = state.get_match() else {
@@ -340,7 +342,8 @@ impl Scanner {
             return true;
         }
         let (starts_word, ends_word) = self.edges[pattern];
-        let before_ok = !starts_word || !text[..start].chars().next_back().is_some_and(is_word_char);
+        let before_ok =
+            !starts_word || !text[..start].chars().next_back().is_some_and(is_word_char);
         let after_ok = !ends_word || !text[end..].chars().next().is_some_and(is_word_char);
         before_ok && after_ok
     }

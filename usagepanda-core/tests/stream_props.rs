@@ -1,5 +1,10 @@
 //! Streaming equals whole-answer filtering, for any text and any cut of the byte stream.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::sync::LazyLock;
 
@@ -24,7 +29,8 @@ fn make_policy(action: &str) -> Policy {
 }
 
 fn pending(policy: &Policy) -> usagepanda_core::PendingUpstream {
-    let body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let request = ClientRequest {
         method: Method::POST,
         path: "/v1/chat/completions".to_owned(),
@@ -69,7 +75,9 @@ fn run_stream(policy: &Policy, bytes: &[u8], cuts: &[usize]) -> (String, bool, S
     let mut text = String::new();
     let mut error = false;
     for block in raw.split("\n\n") {
-        let Some(data) = block.strip_prefix("data: ") else { continue };
+        let Some(data) = block.strip_prefix("data: ") else {
+            continue;
+        };
         if data == "[DONE]" {
             continue;
         }
@@ -79,7 +87,10 @@ fn run_stream(policy: &Policy, bytes: &[u8], cuts: &[usize]) -> (String, bool, S
             continue;
         }
         assert!(!error, "content after the error event");
-        if let Some(c) = v.pointer("/choices/0/delta/content").and_then(Value::as_str) {
+        if let Some(c) = v
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
+        {
             text.push_str(c);
         }
     }
@@ -118,8 +129,14 @@ fn word() -> impl Strategy<Value = String> {
 }
 
 fn text() -> impl Strategy<Value = String> {
-    prop::collection::vec((word(), prop_oneof![Just(" "), Just(", "), Just(""), Just("\n")]), 0..24)
-        .prop_map(|parts| parts.into_iter().map(|(w, s)| format!("{w}{s}")).collect())
+    prop::collection::vec(
+        (
+            word(),
+            prop_oneof![Just(" "), Just(", "), Just(""), Just("\n")],
+        ),
+        0..24,
+    )
+    .prop_map(|parts| parts.into_iter().map(|(w, s)| format!("{w}{s}")).collect())
 }
 
 /// Splits a text into pieces at the given char positions (pieces may split anywhere).
@@ -222,7 +239,11 @@ fn hold_back_is_at_most_the_longest_phrase() {
         exchange.push(chunk);
     }
     let longest = PHRASES.iter().map(|p| p.chars().count()).max().unwrap_or(0);
-    assert!(exchange.max_held_chars() <= longest, "held {}", exchange.max_held_chars());
+    assert!(
+        exchange.max_held_chars() <= longest,
+        "held {}",
+        exchange.max_held_chars()
+    );
     let (_, outcome) = exchange.finish(StreamEnd::Complete);
     assert_eq!(outcome.stats.flags.len(), 1);
     assert!(outcome.stats.stream);
@@ -237,5 +258,8 @@ fn usage_from_the_final_chunk_is_recorded() {
     exchange.push(format!("data: {usage}\n\ndata: [DONE]\n\n").as_bytes());
     let (_, outcome) = exchange.finish(StreamEnd::Complete);
     let recorded = outcome.stats.usage.map(|u| u.get().to_owned());
-    assert_eq!(recorded.as_deref(), Some(r#"{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}"#));
+    assert_eq!(
+        recorded.as_deref(),
+        Some(r#"{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}"#)
+    );
 }

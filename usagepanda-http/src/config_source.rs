@@ -85,14 +85,20 @@ impl ConfigSource {
 
     /// Per key from the Usage Panda API, over `local`; `LOCAL_MODE` in `local`'s config turns
     /// this into [`ConfigSource::local`].
-    pub fn from_policy(local: Policy, upstream: Arc<dyn Upstream>) -> Result<ConfigSource, ConfigLoadError> {
+    pub fn from_policy(
+        local: Policy,
+        upstream: Arc<dyn Upstream>,
+    ) -> Result<ConfigSource, ConfigLoadError> {
         if local.config().local_mode {
             return Ok(ConfigSource::local(local));
         }
-        let url = format!("{}/proxy", local.config().usage_panda_api.trim_end_matches('/'));
-        let uri = url
-            .parse()
-            .map_err(|_| ConfigLoadError::Remote("USAGE_PANDA_API is not a valid URL".to_owned()))?;
+        let url = format!(
+            "{}/proxy",
+            local.config().usage_panda_api.trim_end_matches('/')
+        );
+        let uri = url.parse().map_err(|_| {
+            ConfigLoadError::Remote("USAGE_PANDA_API is not a valid URL".to_owned())
+        })?;
         let ttl = Duration::from_secs(local.config().config_cache_minutes.saturating_mul(60));
         Ok(ConfigSource {
             local,
@@ -190,7 +196,11 @@ impl Remote {
             body: Bytes::new(),
         };
         let call = async {
-            let response = self.upstream.send(request).await.map_err(|e| e.to_string())?;
+            let response = self
+                .upstream
+                .send(request)
+                .await
+                .map_err(|e| e.to_string())?;
             let status = response.status;
             let body = collect_body(response.body, 4 * 1024 * 1024)
                 .await
@@ -206,8 +216,9 @@ impl Remote {
                 "the Usage Panda API answered {status}"
             )));
         }
-        let overlay: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| ConfigLoadError::Remote("the Usage Panda API answer is not JSON".to_owned()))?;
+        let overlay: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+            ConfigLoadError::Remote("the Usage Panda API answer is not JSON".to_owned())
+        })?;
         let merged: Config = local
             .config()
             .merged_with_json(&overlay)

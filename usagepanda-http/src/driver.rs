@@ -62,7 +62,8 @@ impl Driver {
         let key = match route::upstream_key(&request.headers, policy.config()) {
             Ok(key) => key,
             Err(e) => {
-                let outcome = policy.refuse(&request, context, e.status(), &e.to_string(), e.kind());
+                let outcome =
+                    policy.refuse(&request, context, e.status(), &e.to_string(), e.kind());
                 return Answer::Complete {
                     outcome,
                     upstream_headers: None,
@@ -73,7 +74,9 @@ impl Driver {
         loop {
             match step {
                 Step::Moderate(pending) => {
-                    let result = self.moderate(policy, &key, pending.body().clone()).await;
+                    let result = self
+                        .moderate(policy, pending.headers(), &key, pending.body().clone())
+                        .await;
                     step = pending.resume(result);
                 }
                 Step::Forward(pending) => return self.forward(policy, &key, pending).await,
@@ -90,10 +93,11 @@ impl Driver {
     async fn moderate(
         &self,
         policy: &Policy,
+        headers: &HeaderMap,
         key: &http::HeaderValue,
         body: Bytes,
     ) -> ModerationResult {
-        let target = match route::moderation_target(policy.config(), key) {
+        let target = match route::moderation_target(policy.config(), headers, key) {
             Ok(t) => t,
             Err(e) => return ModerationResult::Failed(e.to_string()),
         };
@@ -199,7 +203,12 @@ impl Driver {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let result = self.upstream.send(request.clone()).await;
+            let result =
+                match tokio::time::timeout(self.timeout, self.upstream.send(request.clone())).await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(UpstreamError::Timeout(self.timeout)),
+                };
             let retry_index = attempt - 1;
             if retry_index >= retries {
                 return (result, attempt);

@@ -58,7 +58,11 @@ impl RetryPolicy {
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by LLM APIs and is ignored).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let text = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -90,7 +94,10 @@ mod tests {
         let d2 = p.delay(2, None).unwrap_or_default();
         assert!(d0 >= Duration::from_millis(100) && d0 <= Duration::from_millis(110));
         assert!(d2 >= Duration::from_millis(400) && d2 <= Duration::from_millis(440));
-        assert_eq!(p.delay(10, None).map(|d| d <= Duration::from_millis(2200)), Some(true));
+        assert_eq!(
+            p.delay(10, None).map(|d| d <= Duration::from_millis(2200)),
+            Some(true)
+        );
         let mut h = HeaderMap::new();
         h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         assert_eq!(p.delay(0, Some(&h)), Some(Duration::from_secs(1)));

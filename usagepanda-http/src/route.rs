@@ -220,7 +220,10 @@ fn azure(
     let bare = key
         .to_str()
         .ok()
-        .and_then(|k| k.strip_prefix("Bearer ").or_else(|| k.strip_prefix("bearer ")))
+        .and_then(|k| {
+            k.strip_prefix("Bearer ")
+                .or_else(|| k.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or(RouteError::Key)?;
     let mut api_key = HeaderValue::from_str(bare).map_err(|_| RouteError::Key)?;
@@ -237,14 +240,29 @@ fn azure(
     })
 }
 
-/// The moderation call: the OpenAI base URL, the same key.
-pub fn moderation_target(config: &Config, key: &HeaderValue) -> Result<Target, RouteError> {
+/// The moderation call: the OpenAI base URL, the same key. Not available for requests routed
+/// to Azure OpenAI (their key is an Azure key, and Azure has no moderation endpoint; it applies
+/// its own content filters).
+pub fn moderation_target(
+    config: &Config,
+    client: &HeaderMap,
+    key: &HeaderValue,
+) -> Result<Target, RouteError> {
+    let azure = header_text(client, AZURE_RESOURCE).or(config.azure_resource_name.clone());
+    if azure.is_some_and(|r| !r.is_empty()) {
+        return Err(RouteError::Azure(
+            "auto-moderation is not available for requests routed to Azure OpenAI (Azure applies its own content filters)".to_owned(),
+        ));
+    }
     let uri = format!("{}/v1/moderations", base_url(config))
         .parse()
         .map_err(|e| RouteError::Url(format!("{e}")))?;
     let mut headers = HeaderMap::new();
     headers.insert(header::AUTHORIZATION, key.clone());
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(Target {
         uri,
         headers,
@@ -280,14 +298,23 @@ mod tests {
             ..config()
         };
         assert_eq!(
-            upstream_key(&h, &c).ok().as_ref().and_then(|v| v.to_str().ok()),
+            upstream_key(&h, &c)
+                .ok()
+                .as_ref()
+                .and_then(|v| v.to_str().ok()),
             Some("Bearer sk-env")
         );
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(upstream_key(&h, &c), Err(RouteError::Key));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer sk-client"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-client"),
+        );
         assert_eq!(
-            upstream_key(&h, &c).ok().as_ref().and_then(|v| v.to_str().ok()),
+            upstream_key(&h, &c)
+                .ok()
+                .as_ref()
+                .and_then(|v| v.to_str().ok()),
             Some("Bearer sk-client")
         );
     }
@@ -295,24 +322,49 @@ mod tests {
     #[test]
     fn azure_uses_bare_key_and_deployment_map() -> Result<(), RouteError> {
         let mut c = config();
-        c.azure_deployment_map.insert("gpt-4o".to_owned(), "prod-4o".to_owned());
+        c.azure_deployment_map
+            .insert("gpt-4o".to_owned(), "prod-4o".to_owned());
         c.azure_endpoint = "http://127.0.0.1:9/{resource}".to_owned();
         let mut h = HeaderMap::new();
         h.insert(AZURE_RESOURCE, HeaderValue::from_static("myres"));
         h.insert("openai-organization", HeaderValue::from_static("org-1"));
         let key = HeaderValue::from_static("Bearer azkey");
-        let t = target(&c, &Endpoint::ChatCompletions, None, &h, &key, Some("gpt-4o"))?;
+        let t = target(
+            &c,
+            &Endpoint::ChatCompletions,
+            None,
+            &h,
+            &key,
+            Some("gpt-4o"),
+        )?;
         assert_eq!(
             t.uri.to_string(),
             "http://127.0.0.1:9/myres/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21"
         );
-        assert_eq!(t.headers.get("api-key").and_then(|v| v.to_str().ok()), Some("azkey"));
+        assert_eq!(
+            t.headers.get("api-key").and_then(|v| v.to_str().ok()),
+            Some("azkey")
+        );
         assert!(t.headers.get(header::AUTHORIZATION).is_none());
         assert!(t.headers.get(AZURE_RESOURCE).is_none());
-        let bad = target(&c, &Endpoint::ChatCompletions, None, &h, &key, Some("other"));
+        let bad = target(
+            &c,
+            &Endpoint::ChatCompletions,
+            None,
+            &h,
+            &key,
+            Some("other"),
+        );
         assert!(matches!(bad, Err(RouteError::Azure(_))));
         h.insert(AZURE_RESOURCE, HeaderValue::from_static("evil.com/x"));
-        let bad = target(&c, &Endpoint::ChatCompletions, None, &h, &key, Some("gpt-4o"));
+        let bad = target(
+            &c,
+            &Endpoint::ChatCompletions,
+            None,
+            &h,
+            &key,
+            Some("gpt-4o"),
+        );
         assert!(matches!(bad, Err(RouteError::Azure(_))));
         Ok(())
     }

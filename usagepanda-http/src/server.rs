@@ -164,7 +164,9 @@ impl Proxy {
                     "client_error"
                 };
                 let outcome = policy.refuse(&client, context, status, &message, kind);
-                return self.complete(&policy, outcome, None, started, loaded.key).await;
+                return self
+                    .complete(&policy, outcome, None, started, loaded.key)
+                    .await;
             }
         }
         match self.inner.driver.run(&policy, client, context).await {
@@ -358,7 +360,10 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
     proxy.flush().await;

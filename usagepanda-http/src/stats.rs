@@ -162,7 +162,10 @@ impl ApiSink {
     async fn upload(upstream: Arc<dyn Upstream>, uri: Uri, key: HeaderValue, record: StatsRecord) {
         let mut headers = HeaderMap::new();
         headers.insert("x-usagepanda-key", key);
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         let request = UpstreamRequest {
             method: Method::POST,
             uri,

@@ -25,7 +25,11 @@ pub struct StreamAnswer {
 }
 
 impl StreamAnswer {
-    pub(crate) fn new(pending: PendingUpstream, response: UpstreamResponse, _started: Instant) -> StreamAnswer {
+    pub(crate) fn new(
+        pending: PendingUpstream,
+        response: UpstreamResponse,
+        _started: Instant,
+    ) -> StreamAnswer {
         StreamAnswer {
             exchange: pending.resume_stream(),
             headers: response.headers,

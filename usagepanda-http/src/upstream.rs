@@ -62,14 +62,19 @@ impl UpstreamError {
         use usagepanda_core::UpstreamFailure as F;
         match self {
             UpstreamError::Connect(_) => F::Connect("connection refused or unreachable".to_owned()),
-            UpstreamError::Timeout(d) => F::Timeout(format!("no answer within {} s", d.as_secs_f64())),
+            UpstreamError::Timeout(d) => {
+                F::Timeout(format!("no answer within {} s", d.as_secs_f64()))
+            }
             UpstreamError::Broken(why) => F::Broken(why.clone()),
         }
     }
 
     /// Whether a retry may help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, UpstreamError::Connect(_) | UpstreamError::Timeout(_) | UpstreamError::Broken(_))
+        matches!(
+            self,
+            UpstreamError::Connect(_) | UpstreamError::Timeout(_) | UpstreamError::Broken(_)
+        )
     }
 }
 
@@ -128,10 +133,12 @@ pub async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, ReadErr
 /// Reads a whole upstream answer, up to `limit` bytes.
 pub async fn collect_body(body: Body, limit: usize) -> Result<Bytes, UpstreamError> {
     read_limited(body, limit).await.map_err(|e| match e {
-        ReadError::TooLarge => {
-            UpstreamError::Broken(format!("the answer is larger than the limit of {limit} bytes"))
+        ReadError::TooLarge => UpstreamError::Broken(format!(
+            "the answer is larger than the limit of {limit} bytes"
+        )),
+        ReadError::Broken(why) => {
+            UpstreamError::Broken(format!("reading the answer failed: {why}"))
         }
-        ReadError::Broken(why) => UpstreamError::Broken(format!("reading the answer failed: {why}")),
     })
 }
 

@@ -70,7 +70,6 @@ async fn blocked_request_is_422_naming_every_flag_and_never_reaches_upstream() {
 /// BEHAVIOR.md gives the 422 body exactly:
 /// `{"error":{"message":"Usage Panda: ...","type":"invalid_request","param":null,"code":null}}`.
 #[tokio::test]
-#[ignore = "bug: policy 422 body has error.code \"policy_violation\"; BEHAVIOR.md specifies code null"]
 async fn blocked_request_body_has_the_documented_shape() {
     within("test", async {
         let mock = MockServer::start().await;

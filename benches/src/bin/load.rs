@@ -46,7 +46,18 @@ fn request_body(stream: bool) -> String {
 }
 
 fn sse_body() -> String {
-    let words = ["Sure.", " Revenue", " is", " up", " eight", " percent,", " costs", " flat,", " margin", " better."];
+    let words = [
+        "Sure.",
+        " Revenue",
+        " is",
+        " up",
+        " eight",
+        " percent,",
+        " costs",
+        " flat,",
+        " margin",
+        " better.",
+    ];
     let mut out = String::new();
     for w in words {
         let event = serde_json::json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
@@ -75,24 +86,37 @@ async fn mock_upstream() -> Result<SocketAddr> {
     let sse = Bytes::from(sse_body());
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let sse = sse.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
                     let sse = sse.clone();
                     async move {
-                        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
                         let stream = memchr(&body, b"\"stream\":true");
                         let response = if stream {
-                            Response::builder().header("content-type", "text/event-stream").body(Full::new(sse))
+                            Response::builder()
+                                .header("content-type", "text/event-stream")
+                                .body(Full::new(sse))
                         } else {
-                            Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from_static(ANSWER.as_bytes())))
+                            Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from_static(ANSWER.as_bytes())))
                         };
                         Ok::<_, Infallible>(response.unwrap_or_default())
                     }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -131,9 +155,18 @@ fn binary() -> Result<PathBuf> {
     Ok(root.join("target/release/usagepanda"))
 }
 
-async fn start_proxy(bin: &PathBuf, config: &str, upstream: SocketAddr, dir: &std::path::Path, name: &str) -> Result<Served> {
+async fn start_proxy(
+    bin: &PathBuf,
+    config: &str,
+    upstream: SocketAddr,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<Served> {
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, format!("{config}LLM_API_BASE_PATH = \"http://{upstream}/v1\"\n"))?;
+    std::fs::write(
+        &path,
+        format!("{config}LLM_API_BASE_PATH = \"http://{upstream}/v1\"\n"),
+    )?;
     let pinned = Command::new("taskset").arg("--version").output().is_ok();
     let mut command = if pinned {
         let mut c = Command::new("taskset");
@@ -157,7 +190,10 @@ async fn start_proxy(bin: &PathBuf, config: &str, upstream: SocketAddr, dir: &st
     let addr = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await? {
             if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr: String = rest.chars().take_while(|c| !matches!(c, '"' | ' ')).collect();
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| !matches!(c, '"' | ' '))
+                    .collect();
                 return Ok::<_, anyhow::Error>(addr.parse::<SocketAddr>()?);
             }
         }
@@ -190,7 +226,12 @@ impl Run {
     }
 }
 
-async fn drive(addr: SocketAddr, connections: usize, duration: Duration, stream: bool) -> Result<Run> {
+async fn drive(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    stream: bool,
+) -> Result<Run> {
     let body = Bytes::from(request_body(stream));
     let deadline = Instant::now() + duration;
     let warmup = Instant::now() + duration / 5;
@@ -201,7 +242,8 @@ async fn drive(addr: SocketAddr, connections: usize, duration: Duration, stream:
         tasks.push(tokio::spawn(async move {
             let tcp = TcpStream::connect(addr).await?;
             tcp.set_nodelay(true)?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
             tokio::spawn(conn);
             let mut samples = Vec::new();
             while Instant::now() < deadline {
@@ -222,7 +264,11 @@ async fn drive(addr: SocketAddr, connections: usize, duration: Duration, stream:
                 }
                 let total = t0.elapsed();
                 if t0 >= warmup {
-                    samples.push(if stream { first.unwrap_or(total) } else { total });
+                    samples.push(if stream {
+                        first.unwrap_or(total)
+                    } else {
+                        total
+                    });
                 }
             }
             Ok::<_, anyhow::Error>(samples)
@@ -274,16 +320,35 @@ async fn main() -> Result<()> {
     let idle_plain = rss_kib(plain.child.id());
     let idle_policies = rss_kib(policies.child.id());
 
-    let targets = [("direct", upstream), ("pass-through", plain.addr), ("all policies", policies.addr)];
-    println!("usagepanda load harness: {seconds} s per scenario (first 20% discarded), loopback, proxy pinned to CPU 0 with 1 worker");
+    let targets = [
+        ("direct", upstream),
+        ("pass-through", plain.addr),
+        ("all policies", policies.addr),
+    ];
+    println!(
+        "usagepanda load harness: {seconds} s per scenario (first 20% discarded), loopback, proxy pinned to CPU 0 with 1 worker"
+    );
     println!();
-    println!("{:<26} {:>10} {:>10} {:>10} {:>12} {:>12} {:>10}", "scenario", "p50 µs", "p90 µs", "p99 µs", "req/s", "added p50", "added p99");
+    println!(
+        "{:<26} {:>10} {:>10} {:>10} {:>12} {:>12} {:>10}",
+        "scenario", "p50 µs", "p90 µs", "p99 µs", "req/s", "added p50", "added p99"
+    );
     let mut results = Vec::new();
-    for (conns, stream, label) in [(1usize, false, "1 conn"), (connections, false, "64 conn"), (1, true, "stream ttfb")] {
+    for (conns, stream, label) in [
+        (1usize, false, "1 conn"),
+        (connections, false, "64 conn"),
+        (1, true, "stream ttfb"),
+    ] {
         let mut direct: Option<Run> = None;
         for (name, addr) in targets {
             let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let pid = if addr == plain.addr { Some(plain.child.id()) } else if addr == policies.addr { Some(policies.child.id()) } else { None };
+            let pid = if addr == plain.addr {
+                Some(plain.child.id())
+            } else if addr == policies.addr {
+                Some(policies.child.id())
+            } else {
+                None
+            };
             let watcher = pid.map(|pid| {
                 let peak = peak.clone();
                 tokio::spawn(async move {
@@ -317,7 +382,9 @@ async fn main() -> Result<()> {
                 run.rps(),
                 added50,
                 added99,
-                ratio.map(|r| format!("  ({:.0}% of direct req/s)", r * 100.0)).unwrap_or_default()
+                ratio
+                    .map(|r| format!("  ({:.0}% of direct req/s)", r * 100.0))
+                    .unwrap_or_default()
             );
             let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
             results.push((label, peak));

@@ -26,7 +26,11 @@ impl ConfigError {
         // Unknown keys are reported by serde at the parent path; name the key itself.
         if let Some(rest) = message.strip_prefix("unknown field `") {
             let key = rest.split('`').next().unwrap_or(rest);
-            let key = if path == "." || path.is_empty() || path == key || path.ends_with(&format!(".{key}")) {
+            let key = if path == "."
+                || path.is_empty()
+                || path == key
+                || path.ends_with(&format!(".{key}"))
+            {
                 path_or(key, &path)
             } else {
                 format!("{path}.{key}")
@@ -37,7 +41,11 @@ impl ConfigError {
             };
         }
         ConfigError::Invalid {
-            key: if path.is_empty() { ".".to_owned() } else { path },
+            key: if path.is_empty() {
+                ".".to_owned()
+            } else {
+                path
+            },
             message: message.to_owned(),
         }
     }

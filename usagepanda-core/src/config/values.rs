@@ -234,7 +234,9 @@ impl<'de> Deserialize<'de> for WordlistSpec {
         impl<'de> Visitor<'de> for SpecVisitor {
             type Value = WordlistSpec;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string like `profanity:block,dan:redact` or a table of list = action")
+                f.write_str(
+                    "a string like `profanity:block,dan:redact` or a table of list = action",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<WordlistSpec, E> {
                 WordlistSpec::parse(v).map_err(E::custom)
@@ -242,9 +244,8 @@ impl<'de> Deserialize<'de> for WordlistSpec {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WordlistSpec, A::Error> {
                 let mut spec = WordlistSpec::default();
                 while let Some((name, action)) = map.next_entry::<String, String>()? {
-                    let list = ListName::parse(&name).ok_or_else(|| {
-                        de::Error::custom(WordlistSpecError::List(name.clone()))
-                    })?;
+                    let list = ListName::parse(&name)
+                        .ok_or_else(|| de::Error::custom(WordlistSpecError::List(name.clone())))?;
                     let action = RuleAction::parse(&action)
                         .ok_or_else(|| de::Error::custom(WordlistSpecError::Action(action)))?;
                     spec.set(list, action);

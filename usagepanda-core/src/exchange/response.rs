@@ -5,11 +5,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{Outcome, PendingUpstream, State, reflector, rewrite};
+use crate::filter::Findings;
 use crate::openai::response::ResponseView;
 use crate::reply;
 use crate::rules::log;
 use crate::rules::reflection;
-use crate::filter::Findings;
 use crate::rules::wordlists::{self, Side};
 use crate::verdict::Decision;
 
@@ -56,9 +56,10 @@ impl PendingUpstream {
             return state.pass_through(status, body);
         }
         let Ok(view) = ResponseView::parse(&body) else {
-            let message = "upstream answer is not valid JSON, so the response policies cannot be applied";
+            let message =
+                "upstream answer is not valid JSON, so the response policies cannot be applied";
             let reply = reply::error_reply(502, message, "upstream_error", None, None);
-            let mut outcome = state.finish_with(reply, Decision::Block, None);
+            let mut outcome = state.finish_with(reply, Decision::Allow, None);
             outcome.stats.error_message = Some(message.to_owned());
             return outcome;
         };
@@ -96,7 +97,18 @@ impl PendingUpstream {
             outcome.stats.response = log::response_record(&endpoint, &body, log_full);
             return outcome;
         }
-        let out = rewrite(&body, &rewrites).unwrap_or_else(|| body.clone());
+        let out = match rewrite(&body, &rewrites) {
+            Ok(Some(out)) => out,
+            Ok(None) => body.clone(),
+            Err(_) => {
+                let message =
+                    "upstream answer could not be rewritten for redaction (malformed JSON escapes)";
+                let reply = reply::error_reply(502, message, "upstream_error", None, None);
+                let mut outcome = state.finish_with(reply, Decision::Allow, None);
+                outcome.stats.error_message = Some(message.to_owned());
+                return outcome;
+            }
+        };
         let mut outcome = state.pass_through(status, out.clone());
         outcome.stats.response = log::response_record(&endpoint, &body, log_full);
         outcome.rewritten = (out != body).then_some(out);
@@ -131,7 +143,9 @@ struct UsageView<'a> {
 /// The `usage` object of an answer body, when it has one.
 pub(crate) fn usage_of(body: &[u8]) -> Option<Box<RawValue>> {
     let view: UsageView<'_> = serde_json::from_slice(body).ok()?;
-    view.usage.filter(|u| u.get() != "null").map(|u| u.to_owned())
+    view.usage
+        .filter(|u| u.get() != "null")
+        .map(|u| u.to_owned())
 }
 
 impl State {

@@ -76,9 +76,9 @@ impl<'a> RequestView<'a> {
         matches!(self.stream, Some(Value::Bool(true)))
     }
 
-    /// The token limit the client asked for: `max_completion_tokens`, `max_tokens` or (Responses
-    /// API) `max_output_tokens`, whichever is present; `None` when absent or `null`.
-    pub(crate) fn token_limit(&self) -> Option<&Value> {
+    /// Every token limit the client sent (`max_completion_tokens`, `max_tokens`, the Responses
+    /// API's `max_output_tokens`), skipping absent and `null` ones.
+    pub(crate) fn token_limits(&self) -> impl Iterator<Item = &Value> {
         [
             &self.max_completion_tokens,
             &self.max_tokens,
@@ -86,7 +86,7 @@ impl<'a> RequestView<'a> {
         ]
         .into_iter()
         .flatten()
-        .find(|v| !v.is_null())
+        .filter(|v| !v.is_null())
     }
 
     /// The text an auto-reply rule compares: the prompt (completions), or the last message when
@@ -102,10 +102,7 @@ impl<'a> RequestView<'a> {
                 if last.role.as_deref() != Some("user") {
                     return None;
                 }
-                match &last.content {
-                    Content::Text(t) => Some(t),
-                    _ => None,
-                }
+                last.content.single_text()
             }
             _ => None,
         }

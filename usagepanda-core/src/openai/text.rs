@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 /// A string borrowed from the body when it has no escapes.
 pub(crate) type Text<'a> = Cow<'a, str>;
@@ -168,11 +168,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Element<'a> {
                 }
                 Ok(match (text_field, content, output) {
                     (Some(t), None, None) => Element::Part(t),
-                    (_, content, output) if content.is_some() || output.is_some() => Element::Item {
-                        role,
-                        content: Box::new(content.unwrap_or_default()),
-                        output,
-                    },
+                    (_, content, output) if content.is_some() || output.is_some() => {
+                        Element::Item {
+                            role,
+                            content: Box::new(content.unwrap_or_default()),
+                            output,
+                        }
+                    }
                     _ => Element::Empty,
                 })
             }
@@ -201,6 +203,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for Element<'a> {
 }
 
 impl<'a> Content<'a> {
+    /// The text when the content is one string, or a list holding exactly one text part.
+    pub(crate) fn single_text(&self) -> Option<&str> {
+        match self {
+            Content::Text(t) => Some(t),
+            Content::List(elements) => {
+                let mut texts = elements.iter().filter_map(|e| match e {
+                    Element::Text(t) | Element::Part(t) => Some(t.as_ref()),
+                    _ => None,
+                });
+                let first = texts.next()?;
+                texts.next().is_none().then_some(first)
+            }
+            Content::Empty => None,
+        }
+    }
+
     fn into_text(self) -> Option<Text<'a>> {
         match self {
             Content::Text(t) => Some(t),
@@ -296,19 +314,57 @@ impl Slot {
         out
     }
 
-    /// The string at this slot in a parsed body, for rewriting.
-    pub(crate) fn string_mut<'v>(&self, mut value: &'v mut Value) -> Option<&'v mut String> {
+    /// The byte range of the JSON string at this slot in `body` (quotes included), found by
+    /// descending through borrowed raw values: the rest of the body is never decoded, so it can
+    /// be kept byte for byte.
+    pub(crate) fn locate(&self, body: &[u8]) -> Option<std::ops::Range<usize>> {
+        let mut raw: &RawValue = serde_json::from_slice(body).ok()?;
         for step in &self.steps[..usize::from(self.len)] {
-            value = match step {
-                Step::Key(k) => value.get_mut(*k)?,
-                Step::Index(i) => value.get_mut(*i)?,
+            raw = match step {
+                Step::Key(k) => {
+                    let map: Vec<(Cow<'_, str>, &RawValue)> = object_entries(raw.get())?;
+                    map.into_iter().rev().find(|(key, _)| key == k)?.1
+                }
+                Step::Index(i) => {
+                    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
+                    *items.get(*i)?
+                }
             };
         }
-        match value {
-            Value::String(s) => Some(s),
-            _ => None,
+        let text = raw.get();
+        if !text.starts_with('"') {
+            return None;
+        }
+        let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+        Some(start..start + text.len())
+    }
+}
+
+/// The entries of a JSON object, in order, borrowing from the text.
+fn object_entries(json: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(key) = map.next_key_seed(CowSeed)? {
+                out.push((key, map.next_value::<&'de RawValue>()?));
+            }
+            Ok(out)
         }
     }
+    struct CowSeed;
+    impl<'de> de::DeserializeSeed<'de> for CowSeed {
+        type Value = Cow<'de, str>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            text(d)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    de::Deserializer::deserialize_map(&mut de, Entries).ok()
 }
 
 /// A text found in a body.

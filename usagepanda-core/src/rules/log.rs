@@ -21,7 +21,11 @@ pub(crate) fn request_record(body: &[u8], full: bool) -> Option<Box<RawValue>> {
 }
 
 /// The response as the stats record keeps it.
-pub(crate) fn response_record(endpoint: &Endpoint, body: &[u8], full: bool) -> Option<Box<RawValue>> {
+pub(crate) fn response_record(
+    endpoint: &Endpoint,
+    body: &[u8],
+    full: bool,
+) -> Option<Box<RawValue>> {
     let drop = match (full, endpoint) {
         (false, _) => OUTPUT_FIELDS,
         (true, Endpoint::Embeddings) => EMBEDDING_FIELDS,
@@ -45,10 +49,7 @@ fn keep(body: &[u8], drop: &[&str]) -> Option<Box<RawValue>> {
         Some(json) => RawValue::from_string(json).ok(),
         None => {
             let text = String::from_utf8_lossy(body);
-            let cut = text
-                .char_indices()
-                .nth(4096)
-                .map_or(text.len(), |(i, _)| i);
+            let cut = text.char_indices().nth(4096).map_or(text.len(), |(i, _)| i);
             serde_json::value::to_raw_value(&text[..cut]).ok()
         }
     }
@@ -95,7 +96,10 @@ mod tests {
         let kept = request_record(body, false).map(|r| r.get().to_owned());
         assert_eq!(kept.as_deref(), Some(r#"{"model":"m","user":"u"}"#));
         let full = request_record(body, true).map(|r| r.get().to_owned());
-        assert_eq!(full.as_deref(), Some(std::str::from_utf8(body).unwrap_or_default()));
+        assert_eq!(
+            full.as_deref(),
+            Some(std::str::from_utf8(body).unwrap_or_default())
+        );
     }
 
     #[test]

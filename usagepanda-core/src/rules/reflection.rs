@@ -6,11 +6,11 @@ use aho_corasick::dfa::DFA;
 use aho_corasick::{AhoCorasick, Input, MatchKind, StartKind};
 
 use super::RequestInput;
-use crate::filter::{Matcher, Stage};
-use crate::wordlist::{Hit, ListSet, live};
 use crate::config::RuleAction;
 use crate::endpoint::Endpoint;
+use crate::filter::{Matcher, Stage};
 use crate::verdict::{Flag, FlagKind};
+use crate::wordlist::{Hit, ListSet, live};
 
 /// The protected parts of the prompt.
 pub(crate) fn secrets(input: &RequestInput<'_, '_>) -> Vec<String> {
@@ -99,7 +99,11 @@ impl Matcher for Reflector {
 }
 
 /// The filtering stage for reflection with this action.
-pub(crate) fn stage<'r>(reflector: &'r Reflector, action: RuleAction, replacement: &'r str) -> Stage<'r> {
+pub(crate) fn stage<'r>(
+    reflector: &'r Reflector,
+    action: RuleAction,
+    replacement: &'r str,
+) -> Stage<'r> {
     let m: &dyn Matcher = reflector;
     Stage {
         block: (action == RuleAction::Block).then_some(m),
@@ -125,7 +129,10 @@ mod tests {
 
     #[test]
     fn between_first_and_last_delimiter() {
-        assert_eq!(between("You are ||the secret|| bot", "||"), Some("the secret"));
+        assert_eq!(
+            between("You are ||the secret|| bot", "||"),
+            Some("the secret")
+        );
         assert_eq!(between("a || b || c || d", "||"), Some("b || c"));
         assert_eq!(between("only || one", "||"), None);
         assert_eq!(between("empty |||| here", "||"), None);

@@ -106,7 +106,11 @@ mod tests {
             let data: Vec<_> = events.iter().map(|e| e.data.clone()).collect();
             assert_eq!(
                 data,
-                vec![None, Some("{\"a\":\"é\"}".to_owned()), Some("[DONE]".to_owned())]
+                vec![
+                    None,
+                    Some("{\"a\":\"é\"}".to_owned()),
+                    Some("[DONE]".to_owned())
+                ]
             );
             let raw: Vec<u8> = events.iter().flat_map(|e| e.raw.clone()).collect();
             assert_eq!(raw, input.to_vec());
