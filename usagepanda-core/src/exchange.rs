@@ -190,6 +190,12 @@ impl PendingUpstream {
         &self.state.headers
     }
 
+    /// Takes the client's request headers (for building the upstream request without copying
+    /// them); [`PendingUpstream::headers`] is empty afterwards.
+    pub fn take_headers(&mut self) -> HeaderMap {
+        std::mem::take(&mut self.state.headers)
+    }
+
     /// The query string of the client's path, without `?`.
     pub fn query(&self) -> Option<&str> {
         self.state.query.as_deref()

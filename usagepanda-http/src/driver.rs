@@ -132,13 +132,14 @@ impl Driver {
         &self,
         policy: &Policy,
         key: &http::HeaderValue,
-        pending: PendingUpstream,
+        mut pending: PendingUpstream,
     ) -> Answer {
+        let headers = pending.take_headers();
         let target = route::target(
             policy.config(),
             pending.endpoint(),
             pending.query(),
-            pending.headers(),
+            headers,
             key,
             pending.model(),
         );

@@ -131,24 +131,29 @@ pub fn base_url(config: &Config) -> &str {
     base.strip_suffix("/v1").unwrap_or(base)
 }
 
-/// Resolves where a call goes.
+/// Resolves where a call goes. The client's headers are taken over (not copied): the ones that
+/// must not travel are removed in place.
 pub fn target(
     config: &Config,
     endpoint: &Endpoint,
     query: Option<&str>,
-    client: &HeaderMap,
+    client: HeaderMap,
     key: &HeaderValue,
     model: Option<&str>,
 ) -> Result<Target, RouteError> {
-    let mut headers = HeaderMap::with_capacity(client.len() + 1);
-    for (name, value) in client {
-        if forwardable(name) {
-            headers.append(name.clone(), value.clone());
-        }
+    let resource = header_text(&client, AZURE_RESOURCE).or(config.azure_resource_name.clone());
+    let deployment = header_text(&client, AZURE_DEPLOYMENT);
+    let mut headers = client;
+    let dropped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| !forwardable(name))
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
     }
-    let resource = header_text(client, AZURE_RESOURCE).or(config.azure_resource_name.clone());
     if let Some(resource) = resource.filter(|r| !r.is_empty()) {
-        return azure(config, endpoint, client, key, model, &resource, headers);
+        return azure(config, endpoint, deployment, key, model, &resource, headers);
     }
     headers.insert(header::AUTHORIZATION, key.clone());
     let url = match query {
@@ -166,7 +171,7 @@ pub fn target(
 fn azure(
     config: &Config,
     endpoint: &Endpoint,
-    client: &HeaderMap,
+    deployment_header: Option<String>,
     key: &HeaderValue,
     model: Option<&str>,
     resource: &str,
@@ -195,7 +200,7 @@ fn azure(
             )));
         }
     };
-    let deployment = header_text(client, AZURE_DEPLOYMENT)
+    let deployment = deployment_header
         .or_else(|| model.and_then(|m| config.azure_deployment_map.get(m).cloned()))
         .or_else(|| config.azure_deployment_id.clone())
         .ok_or_else(|| {
@@ -333,7 +338,7 @@ mod tests {
             &c,
             &Endpoint::ChatCompletions,
             None,
-            &h,
+            h.clone(),
             &key,
             Some("gpt-4o"),
         )?;
@@ -351,7 +356,7 @@ mod tests {
             &c,
             &Endpoint::ChatCompletions,
             None,
-            &h,
+            h.clone(),
             &key,
             Some("other"),
         );
@@ -361,7 +366,7 @@ mod tests {
             &c,
             &Endpoint::ChatCompletions,
             None,
-            &h,
+            h.clone(),
             &key,
             Some("gpt-4o"),
         );

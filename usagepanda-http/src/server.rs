@@ -59,6 +59,8 @@ struct Inner {
     options: ProxyOptions,
     tracker: TaskTracker,
     counter: AtomicU64,
+    /// The local policy's CORS headers, parsed once.
+    cors: HeaderMap,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -92,8 +94,10 @@ impl Proxy {
         } else {
             None
         };
+        let cors = cors_headers(source.local_policy());
         Proxy {
             inner: Arc::new(Inner {
+                cors,
                 source,
                 driver,
                 sink,
@@ -128,7 +132,7 @@ impl Proxy {
         let local = self.inner.source.local_policy().clone();
         if parts.method == Method::OPTIONS {
             let mut response = Response::new(full_body(Bytes::from_static(b"{}")));
-            add_cors(response.headers_mut(), &local);
+            self.add_cors(response.headers_mut(), &local);
             set_content_type(response.headers_mut(), reply::JSON);
             return response;
         }
@@ -180,7 +184,7 @@ impl Proxy {
             Answer::Stream(stream) => {
                 let mut response = Response::new(full_body(Bytes::new()));
                 copy_upstream_headers(response.headers_mut(), stream.headers());
-                add_cors(response.headers_mut(), &policy);
+                self.add_cors(response.headers_mut(), &policy);
                 let this = self.clone();
                 let key = loaded.key;
                 let on_finish = Box::new(move |stats: StatsRecord| {
@@ -223,7 +227,7 @@ impl Proxy {
         if let Some(content_type) = outcome.content_type {
             set_content_type(response.headers_mut(), content_type);
         }
-        add_cors(response.headers_mut(), policy);
+        self.add_cors(response.headers_mut(), policy);
         let latency = started.elapsed().as_secs_f64() * 1000.0;
         outcome.stats.metadata.latency = Some(latency);
         outcome.stats.metadata.time_to_first_byte = Some(latency);
@@ -287,16 +291,33 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     }
 }
 
-fn add_cors(headers: &mut HeaderMap, policy: &Policy) {
+fn cors_headers(policy: &Policy) -> HeaderMap {
+    let mut out = HeaderMap::new();
     for (name, value) in &policy.config().cors_headers {
-        let (Ok(name), Ok(value)) = (
+        if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
-        ) else {
-            continue;
+        ) {
+            out.insert(name, value);
+        }
+    }
+    out
+}
+
+impl Proxy {
+    /// Adds the CORS headers of the request's policy (parsed once for a local config).
+    fn add_cors(&self, headers: &mut HeaderMap, policy: &Policy) {
+        let remote;
+        let cors = if self.inner.source.is_remote() {
+            remote = cors_headers(policy);
+            &remote
+        } else {
+            &self.inner.cors
         };
-        if !headers.contains_key(&name) {
-            headers.insert(name, value);
+        for (name, value) in cors {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
         }
     }
 }

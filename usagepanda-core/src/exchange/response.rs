@@ -1,8 +1,6 @@
 //! The response side of an exchange: the upstream's answer through the response rules.
 
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::{Outcome, PendingUpstream, State, reflector, rewrite};
 use crate::filter::Findings;
@@ -134,20 +132,6 @@ impl PendingUpstream {
     }
 }
 
-#[derive(Deserialize)]
-struct UsageView<'a> {
-    #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
-}
-
-/// The `usage` object of an answer body, when it has one.
-pub(crate) fn usage_of(body: &[u8]) -> Option<Box<RawValue>> {
-    let view: UsageView<'_> = serde_json::from_slice(body).ok()?;
-    view.usage
-        .filter(|u| u.get() != "null")
-        .map(|u| u.to_owned())
-}
-
 impl State {
     /// Ends the exchange with the upstream's answer, unchanged (status, body and content type).
     pub(crate) fn pass_through(self, status: u16, body: Bytes) -> Outcome {
@@ -157,8 +141,7 @@ impl State {
         let decision = Decision::Allow;
         let mut stats = self.stats(status, decision);
         if checked || !(200..300).contains(&status) {
-            stats.response = log::response_record(&endpoint, &body, log_full);
-            stats.usage = usage_of(&body);
+            (stats.response, stats.usage) = log::response_parts(&endpoint, &body, log_full);
         }
         if !(200..300).contains(&status) {
             stats.error = true;

@@ -26,19 +26,32 @@ pub(crate) fn response_record(
     body: &[u8],
     full: bool,
 ) -> Option<Box<RawValue>> {
+    response_parts(endpoint, body, full).0
+}
+
+/// The response as the stats record keeps it, and its `usage` object, in one pass.
+pub(crate) fn response_parts(
+    endpoint: &Endpoint,
+    body: &[u8],
+    full: bool,
+) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
     let drop = match (full, endpoint) {
         (false, _) => OUTPUT_FIELDS,
         (true, Endpoint::Embeddings) => EMBEDDING_FIELDS,
         (true, _) => &[],
     };
-    keep(body, drop)
+    keep_with_usage(body, drop)
 }
 
 /// The JSON object in `body` without the `drop` fields; a body that is not a JSON object is
 /// kept as a JSON string (lossy UTF-8, at most 4 KiB) so that error pages still show.
 fn keep(body: &[u8], drop: &[&str]) -> Option<Box<RawValue>> {
+    keep_with_usage(body, drop).0
+}
+
+fn keep_with_usage(body: &[u8], drop: &[&str]) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
     if body.is_empty() {
-        return None;
+        return (None, None);
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let kept = (&mut de)
@@ -46,13 +59,16 @@ fn keep(body: &[u8], drop: &[&str]) -> Option<Box<RawValue>> {
         .ok()
         .filter(|_| de.end().is_ok());
     match kept {
-        Some(json) => RawValue::from_string(json).ok(),
-        None => {
-            let text = String::from_utf8_lossy(body);
-            let cut = text.char_indices().nth(4096).map_or(text.len(), |(i, _)| i);
-            serde_json::value::to_raw_value(&text[..cut]).ok()
-        }
+        Some((json, usage)) => (RawValue::from_string(json).ok(), usage),
+        None => (fallback(body), None),
     }
+}
+
+/// A body that is not a JSON object, kept as a JSON string (at most 4 KiB).
+fn fallback(body: &[u8]) -> Option<Box<RawValue>> {
+    let text = String::from_utf8_lossy(body);
+    let cut = text.char_indices().nth(4096).map_or(text.len(), |(i, _)| i);
+    serde_json::value::to_raw_value(&text[..cut]).ok()
 }
 
 struct Trim<'d> {
@@ -60,16 +76,20 @@ struct Trim<'d> {
 }
 
 impl<'de> Visitor<'de> for Trim<'_> {
-    type Value = String;
+    type Value = (String, Option<Box<RawValue>>);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = String::from("{");
+        let mut usage = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let value: &'de RawValue = map.next_value()?;
+            if key == "usage" && value.get() != "null" {
+                usage = Some(value.to_owned());
+            }
             if self.drop.contains(&key.as_ref()) {
                 continue;
             }
@@ -82,7 +102,7 @@ impl<'de> Visitor<'de> for Trim<'_> {
             out.push_str(value.get());
         }
         out.push('}');
-        Ok(out)
+        Ok((out, usage))
     }
 }
 
