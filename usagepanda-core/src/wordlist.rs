@@ -9,8 +9,8 @@
 use std::fmt;
 
 use aho_corasick::automaton::{Automaton, OverlappingState};
-use aho_corasick::dfa::DFA;
-use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
+use aho_corasick::nfa::contiguous::NFA;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind};
 use serde::{Deserialize, Serialize};
 
 /// The names of the word lists a policy can use.
@@ -157,11 +157,12 @@ pub struct Hit {
 /// A compiled set of literal phrases, each tagged with the lists it belongs to.
 #[derive(Clone)]
 pub struct Scanner {
-    /// Leftmost-longest automaton for the scan itself.
-    leftmost: AhoCorasick,
-    /// Anchored standard-semantics automaton: the rare re-check of every phrase at one
-    /// position, and (for streams) whether a text's tail could still grow into a match.
-    anchored: DFA,
+    /// Leftmost-longest automaton for the scan itself (not needed when `starts` is set).
+    leftmost: Option<AhoCorasick>,
+    /// Anchored standard-semantics automaton (a compact NFA: its walks are a phrase long): every
+    /// phrase at one position, and (for streams) whether a text's tail could still grow into a
+    /// match.
+    anchored: NFA,
     /// Per pattern: the lists it belongs to.
     lists: Vec<ListSet>,
     /// Per pattern: whether it starts / ends with a word character.
@@ -169,6 +170,9 @@ pub struct Scanner {
     mode: WordlistMatch,
     longest_chars: usize,
     longest_bytes: usize,
+    /// In word mode, when every phrase starts with a word character, matches can only start
+    /// at word starts: the scan visits those and asks this filter before walking an automaton.
+    starts: Option<Box<StartFilter>>,
 }
 
 impl fmt::Debug for Scanner {
@@ -226,18 +230,29 @@ impl Scanner {
             .map(|p| p.chars().count())
             .max()
             .unwrap_or(0);
-        let leftmost = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&patterns)?;
-        let anchored = DFA::builder()
+        let anchored = NFA::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
-            .start_kind(StartKind::Anchored)
             .build(&patterns)?;
         let longest_bytes = patterns.iter().map(String::len).max().unwrap_or(0);
+        let word_starts = mode == WordlistMatch::Word
+            && patterns
+                .iter()
+                .all(|p| p.chars().next().is_some_and(is_word_char));
+        let starts = word_starts.then(|| Box::new(StartFilter::new(&patterns)));
+        let leftmost = if word_starts {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&patterns)?,
+            )
+        };
         Ok(Scanner {
+            starts,
             leftmost,
             anchored,
             longest_bytes,
@@ -275,9 +290,13 @@ impl Scanner {
         if self.is_empty() || enabled.is_empty() {
             return None;
         }
+        if let Some(filter) = &self.starts {
+            return self.find_at_word_starts(text, from, enabled, filter);
+        }
+        let leftmost = self.leftmost.as_ref()?;
         let mut at = from;
         while at < text.len() {
-            let found = self.leftmost.find(Input::new(text).span(at..text.len()))?;
+            let found = leftmost.find(Input::new(text).span(at..text.len()))?;
             let (start, end, pattern) = (found.start(), found.end(), found.pattern().as_usize());
             if self.accepts(text, start, end, pattern, enabled) {
                 return Some(Hit {
@@ -292,6 +311,38 @@ impl Scanner {
                 return Some(hit);
             }
             at = next_char_boundary(text, start);
+        }
+        None
+    }
+
+    /// The word-mode scan: the first word start (at or after `from`) where an acceptable phrase
+    /// begins, with the longest such phrase. The same result as the automaton scan, because in
+    /// word mode a phrase starting with a word character can only match at a word start.
+    fn find_at_word_starts(
+        &self,
+        text: &str,
+        from: usize,
+        enabled: ListSet,
+        filter: &StartFilter,
+    ) -> Option<Hit> {
+        let bytes = text.as_bytes();
+        let mut prev_word = text[..from].chars().next_back().is_some_and(is_word_char);
+        let mut p = from;
+        while p < bytes.len() {
+            let b = bytes[p];
+            let (word, width) = if b < 0x80 {
+                (ASCII_WORD[usize::from(b)], 1)
+            } else {
+                let c = text[p..].chars().next()?;
+                (is_word_char(c), c.len_utf8())
+            };
+            if word && !prev_word && filter.may_start(&bytes[p..]) {
+                if let Some(hit) = self.best_anchored(text, p, enabled) {
+                    return Some(hit);
+                }
+            }
+            prev_word = word;
+            p += width;
         }
         None
     }
@@ -313,8 +364,11 @@ impl Scanner {
             let Some(found) = state.get_match() else {
                 break;
             };
+            // The automaton also reports phrases that end here but start later (suffixes of
+            // the phrase it walked): only those starting exactly at `start` count.
             let (end, pattern) = (found.end(), found.pattern().as_usize());
-            if self.accepts(text, start, end, pattern, enabled)
+            if found.start() == start
+                && self.accepts(text, start, end, pattern, enabled)
                 && best.is_none_or(|b: Hit| end > b.end)
             {
                 best = Some(Hit {
@@ -376,13 +430,12 @@ impl Scanner {
     }
 
     /// Replaces every match with `replacement`. Returns `None` when nothing matched, so the
-    /// caller can keep the original bytes. Runs to a fixpoint, so the result never contains an
-    /// acceptable match (a replacement can bring two words together).
+    /// caller can keep the original bytes. Repeats until no match is left (a replacement can
+    /// bring two words together), at most once per byte of the text. A [`Policy`](crate::Policy)
+    /// validates its redaction string so that one pass always suffices.
     pub fn redact(&self, text: &str, enabled: ListSet, replacement: &str) -> Option<String> {
         let mut current = self.redact_once(text, enabled, replacement)?;
-        // A policy validates that the replacement itself never matches, so every round removes
-        // at least one phrase occurrence and this terminates; the bound is a second guard.
-        for _ in 0..16 {
+        for _ in 0..text.len() {
             match self.redact_once(&current, enabled, replacement) {
                 Some(next) => current = next,
                 None => break,
@@ -436,8 +489,93 @@ impl Iterator for Hits<'_, '_> {
     }
 }
 
+/// ASCII bytes that are word characters.
+static ASCII_WORD: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
+
+/// Which (ASCII-lower-cased) 1-, 2- and 3-byte prefixes begin a phrase: a small bit set that
+/// stays in cache, asked at each word start before any automaton is walked.
+#[derive(Clone)]
+struct StartFilter {
+    one: [u64; 4],
+    two: Vec<u64>,
+    three: Vec<u64>,
+}
+
+impl StartFilter {
+    const BITS: usize = 1 << 16;
+
+    fn new(patterns: &[String]) -> StartFilter {
+        let mut filter = StartFilter {
+            one: [0; 4],
+            two: vec![0; Self::BITS / 64],
+            three: vec![0; Self::BITS / 64],
+        };
+        for p in patterns {
+            match *p.as_bytes() {
+                [a] => set(&mut filter.one, usize::from(fold(a))),
+                [a, b] => set(&mut filter.two, pair(a, b)),
+                [a, b, c, ..] => set(&mut filter.three, triple(a, b, c)),
+                [] => {}
+            }
+        }
+        filter
+    }
+
+    /// Whether a phrase may begin at the start of `bytes`.
+    #[inline]
+    fn may_start(&self, bytes: &[u8]) -> bool {
+        match *bytes {
+            [a, b, c, ..] => {
+                get(&self.three, triple(a, b, c))
+                    || get(&self.two, pair(a, b))
+                    || get(&self.one, usize::from(fold(a)))
+            }
+            [a, b] => get(&self.two, pair(a, b)) || get(&self.one, usize::from(fold(a))),
+            [a] => get(&self.one, usize::from(fold(a))),
+            [] => false,
+        }
+    }
+}
+
+#[inline]
+fn fold(b: u8) -> u8 {
+    b.to_ascii_lowercase()
+}
+
+#[inline]
+fn pair(a: u8, b: u8) -> usize {
+    usize::from(fold(a)) << 8 | usize::from(fold(b))
+}
+
+#[inline]
+fn triple(a: u8, b: u8, c: u8) -> usize {
+    let key = u32::from(fold(a)) << 16 | u32::from(fold(b)) << 8 | u32::from(fold(c));
+    (key.wrapping_mul(0x9E37_79B1) >> 16) as usize
+}
+
+#[inline]
+fn set(bits: &mut [u64], i: usize) {
+    if let Some(word) = bits.get_mut(i / 64) {
+        *word |= 1 << (i % 64);
+    }
+}
+
+#[inline]
+fn get(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
 /// Walks an anchored automaton from `at` to the end of `text`: true when it is still alive.
-pub(crate) fn live(dfa: &DFA, text: &[u8], at: usize) -> bool {
+pub(crate) fn live(dfa: &NFA, text: &[u8], at: usize) -> bool {
     let Ok(mut sid) = dfa.start_state(Anchored::Yes) else {
         return false;
     };

@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 //! Property tests of word-list matching and redaction, against an independent naive
 //! reference matcher, and through the whole request policy.
 
@@ -31,7 +36,10 @@ struct Reference {
 }
 
 impl Reference {
-    fn new<'a>(phrases: impl IntoIterator<Item = (&'a str, ListName)>, mode: WordlistMatch) -> Self {
+    fn new<'a>(
+        phrases: impl IntoIterator<Item = (&'a str, ListName)>,
+        mode: WordlistMatch,
+    ) -> Self {
         let mut out: Vec<(String, ListSet)> = Vec::new();
         for (phrase, list) in phrases {
             let phrase = phrase.trim().to_ascii_lowercase();
@@ -115,7 +123,7 @@ impl Reference {
 /// Pieces of phrases: ASCII, a letter-digit mix, `_`, and non-ASCII letters.
 const SYLLABLES: &[&str] = &["ab", "ba", "b", "a", "cd", "x1", "_", "é", "ß", "日本"];
 /// What joins syllables inside a phrase.
-const JOINERS: &[&str] = &["", "", "", " ", "-", "."];
+const JOINERS: &[&str] = &["", "", "", " ", "-", ".", "*"];
 /// What may stand before or after a phrase (spaces get trimmed by the scanner).
 const EDGES: &[&str] = &["", "", "", "", " ", "-", "'", ".", "*"];
 /// Text tokens besides the phrases themselves: fragments, case variants, unicode letters,
@@ -310,9 +318,11 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..config() })]
 
-    /// (a) on long runs: a phrase made of the replacement's characters (`*****` is not in
-    /// `****`, so a policy accepts it) can be formed again and again by adjacent replacements;
-    /// the fixpoint must still be reached.
+    /// (a) on long runs: a phrase made of the replacement's characters can be formed again and
+    /// again by adjacent replacements. `*****` is not matched in `****`, so `Scanner::redact`'s
+    /// documented precondition holds and its fixpoint must still be reached. (A `Policy` now
+    /// also refuses phrases that start or end with a character of the replacement, so this
+    /// only reaches `Scanner::redact` called directly.)
     #[test]
     fn redaction_reaches_fixpoint_on_long_runs(
         word in prop::sample::select(vec!["bad", "ab", "x1"]),
@@ -396,13 +406,12 @@ fn builtin_text() -> impl Strategy<Value = String> {
             }
         }),
     ];
-    prop::collection::vec((token, case_mask()), 0..16).prop_map(|tokens| {
-        tokens.iter().map(|(t, mask)| with_case(t, *mask)).collect()
-    })
+    prop::collection::vec((token, case_mask()), 0..16)
+        .prop_map(|tokens| tokens.iter().map(|(t, mask)| with_case(t, *mask)).collect())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..config() })]
+    #![proptest_config(ProptestConfig { cases: 768, ..config() })]
 
     #[test]
     fn builtin_lists_equal_reference(
@@ -448,6 +457,17 @@ fn policy_case() -> impl Strategy<Value = (Vec<String>, Vec<Message>, WordlistMa
             any::<bool>(),
         )
     })
+}
+
+/// Whether a phrase contains the replacement, or starts with one of its suffixes, or ends
+/// with one of its prefixes (the policy's documented validation of REDACTION_STRING).
+fn overlaps_replacement(phrase: &str, replacement: &str) -> bool {
+    let p = phrase.trim().to_ascii_lowercase();
+    let r = replacement.to_ascii_lowercase();
+    let cuts: Vec<usize> = r.char_indices().map(|(i, _)| i).chain([r.len()]).collect();
+    p.contains(&r)
+        || cuts.iter().any(|&i| i > 0 && p.ends_with(&r[..i]))
+        || cuts.iter().any(|&i| i < r.len() && p.starts_with(&r[i..]))
 }
 
 fn policy_toml(phrases: &[String], mode: WordlistMatch) -> String {
@@ -506,16 +526,19 @@ proptest! {
         let custom: ListSet = [ListName::Custom].into_iter().collect();
         let reference = Reference::new(phrases.iter().map(|p| (p.as_str(), ListName::Custom)), mode);
         let policy = Policy::from_toml(&policy_toml(&phrases, mode));
-        // The policy refuses a redaction string that a custom phrase matches (it would never
-        // end); the built-in lists never match "****".
-        let replacement_matches = !reference.hits(REPLACEMENT, custom).is_empty();
+        // The policy refuses a redaction string that a custom phrase matches, contains, or
+        // overlaps at either end (a redaction could then form a new match); the built-in
+        // phrases never do with "****".
+        let overlaps = phrases.iter().any(|p| overlaps_replacement(p, REPLACEMENT))
+            || !reference.hits(REPLACEMENT, custom).is_empty();
         let policy = match policy {
             Ok(policy) => {
-                prop_assert!(!replacement_matches, "policy accepted a list matching ****");
+                prop_assert!(!overlaps, "policy accepted {:?} with {:?}", phrases, REPLACEMENT);
                 policy
             }
             Err(e) => {
-                prop_assert!(replacement_matches, "policy rejected {:?}: {}", phrases, e);
+                prop_assert!(overlaps, "policy rejected {:?}: {}", phrases, e);
+                prop_assert!(e.to_string().contains("REDACTION_STRING"), "{}", e);
                 return Ok(());
             }
         };
@@ -555,13 +578,11 @@ proptest! {
             prop_assert_eq!(&forwarded["messages"][i]["role"], &original["messages"][i]["role"]);
             let (text, image) = message_text(&forwarded, i);
             let text = text.expect("message text kept");
-            // Exactly what the scanner's redaction of the message gives, and no custom phrase
-            // left standing.
-            let want = policy
-                .scanner()
-                .redact(&message.text, custom, REPLACEMENT)
-                .unwrap_or_else(|| message.text.clone());
-            prop_assert_eq!(text, want.as_str());
+            // A message without a match is forwarded as it was.
+            if reference.hits(&message.text, custom).is_empty() {
+                prop_assert_eq!(text, message.text.as_str());
+            }
+            // No custom phrase is left standing.
             let left = reference.occurrences(text, custom);
             prop_assert!(left.is_empty(), "message {} still holds {:?}: {:?}", i, left, text);
             if mode == WordlistMatch::Word {
@@ -575,4 +596,23 @@ proptest! {
             }
         }
     }
+}
+
+/// The smallest end-to-end case of the anchored re-check reporting a phrase that starts inside
+/// a longer, rejected phrase: `bypass the content filter` (dan) is not a whole word before
+/// `s`, so the scanner re-checks position 0 and takes `ass` (profanity, really at 3..6) as if it
+/// started at 0, i.e. as the whole word `bypass`.
+#[test]
+fn bypass_is_not_profanity() {
+    let policy = Policy::from_toml(r#"POLICY_REQUEST_WORDLIST = "profanity:block,dan:block""#)
+        .expect("policy compiles");
+    let body = json!({
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "Can I bypass the content filters on my home router?"}]
+    });
+    let body = serde_json::to_vec(&body).unwrap();
+    let verdict =
+        policy.check_request("/v1/chat/completions", &http::HeaderMap::new(), &body, None);
+    assert_eq!(verdict.decision(), Decision::Allow, "{:?}", verdict.flags());
+    assert!(verdict.flags().is_empty(), "{:?}", verdict.flags());
 }

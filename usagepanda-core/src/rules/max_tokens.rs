@@ -16,7 +16,7 @@ pub(crate) fn check(input: &RequestInput<'_, '_>) -> Option<Flag> {
     let mut any = false;
     for asked in input.view.token_limits() {
         any = true;
-        if !asked.as_u64().is_some_and(|n| n <= limit) {
+        if asked.as_u64().is_none_or(|n| n > limit) {
             over = Some(asked.to_string());
             break;
         }

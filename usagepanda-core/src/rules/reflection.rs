@@ -2,15 +2,12 @@
 //! `PROMPT_REFLECTION_DELIMETER` (of a completion prompt, or of each system or developer
 //! message) must not appear in the response. Matching is literal and ASCII case-insensitive.
 
-use aho_corasick::dfa::DFA;
-use aho_corasick::{AhoCorasick, Input, MatchKind, StartKind};
-
 use super::RequestInput;
 use crate::config::RuleAction;
 use crate::endpoint::Endpoint;
 use crate::filter::{Matcher, Stage};
 use crate::verdict::{Flag, FlagKind};
-use crate::wordlist::{Hit, ListSet, live};
+use crate::wordlist::{Hit, ListSet};
 
 /// The protected parts of the prompt.
 pub(crate) fn secrets(input: &RequestInput<'_, '_>) -> Vec<String> {
@@ -47,52 +44,78 @@ fn between<'t>(text: &'t str, delimiter: &str) -> Option<&'t str> {
     (!inner.is_empty()).then_some(inner)
 }
 
-/// A compiled matcher for the protected parts: leftmost-longest, literal, ASCII
-/// case-insensitive, anywhere in the text.
+/// A matcher for the protected parts: leftmost-longest, literal, ASCII case-insensitive,
+/// anywhere in the text. Built per exchange, so it compiles nothing: a protected part is
+/// found with `memchr` on its first byte and a case-insensitive comparison.
 #[derive(Debug, Clone)]
 pub(crate) struct Reflector {
-    matcher: AhoCorasick,
-    anchored: DFA,
+    secrets: Vec<Vec<u8>>,
     longest_bytes: usize,
 }
 
 impl Reflector {
     pub(crate) fn new(secrets: &[String]) -> Option<Reflector> {
+        let secrets: Vec<Vec<u8>> = secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
         if secrets.is_empty() {
             return None;
         }
-        let matcher = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(secrets)
-            .ok()?;
-        let anchored = DFA::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .start_kind(StartKind::Anchored)
-            .build(secrets)
-            .ok()?;
-        let longest_bytes = secrets.iter().map(String::len).max().unwrap_or(0);
+        let longest_bytes = secrets.iter().map(Vec::len).max().unwrap_or(0);
         Some(Reflector {
-            matcher,
-            anchored,
+            secrets,
             longest_bytes,
         })
     }
 }
 
+/// The first case-insensitive occurrence of `needle` in `hay` at or after `from`.
+fn find_one(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let (&first, _) = needle.split_first()?;
+    let last_start = hay.len().checked_sub(needle.len())?;
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    let mut at = from;
+    while at <= last_start {
+        let p = at + memchr::memchr2(lower, upper, &hay[at..=last_start])?;
+        if hay[p..p + needle.len()].eq_ignore_ascii_case(needle) {
+            return Some(p);
+        }
+        at = p + 1;
+    }
+    None
+}
+
 impl Matcher for Reflector {
     fn find(&self, text: &str, from: usize) -> Option<Hit> {
-        let found = self.matcher.find(Input::new(text).span(from..text.len()))?;
-        Some(Hit {
-            start: found.start(),
-            end: found.end(),
+        let hay = text.as_bytes();
+        let mut best: Option<(usize, usize)> = None;
+        for secret in &self.secrets {
+            let limit = best.map_or(hay.len(), |(start, _)| start + secret.len());
+            let Some(start) = find_one(&hay[..limit.min(hay.len())], from, secret) else {
+                continue;
+            };
+            let end = start + secret.len();
+            best = match best {
+                Some((s, e)) if s < start || (s == start && e >= end) => Some((s, e)),
+                _ => Some((start, end)),
+            };
+        }
+        best.map(|(start, end)| Hit {
+            start,
+            end,
             lists: ListSet::EMPTY,
         })
     }
+
     fn live_from(&self, text: &str, at: usize) -> bool {
-        live(&self.anchored, text.as_bytes(), at)
+        let rest = &text.as_bytes()[at..];
+        self.secrets
+            .iter()
+            .any(|s| s.len() >= rest.len() && s[..rest.len()].eq_ignore_ascii_case(rest))
     }
+
     fn longest_bytes(&self) -> usize {
         self.longest_bytes
     }
@@ -137,5 +160,27 @@ mod tests {
         assert_eq!(between("only || one", "||"), None);
         assert_eq!(between("empty |||| here", "||"), None);
         assert_eq!(between("|||", "||"), None);
+    }
+}
+
+#[cfg(test)]
+mod matcher_tests {
+    use super::*;
+
+    #[test]
+    fn leftmost_longest_case_insensitive() {
+        let r = Reflector::new(&[
+            "secret plan".to_owned(),
+            "secret".to_owned(),
+            "plan b".to_owned(),
+        ]);
+        let Some(r) = r else { unreachable!() };
+        let hit = r.find("the SECRET Plan b", 0).map(|h| (h.start, h.end));
+        assert_eq!(hit, Some((4, 15)));
+        let hit = r.find("the SECRET Plan b", 5).map(|h| (h.start, h.end));
+        assert_eq!(hit, Some((11, 17)));
+        assert!(r.live_from("about the secr", 10));
+        assert!(!r.live_from("about the secx", 10));
+        assert_eq!(r.find("naïve secret", 0).map(|h| h.start), Some(7));
     }
 }
