@@ -68,7 +68,7 @@ impl Reference {
         let ends_word = phrase.chars().next_back().is_some_and(word_char);
         let before = text[..at].chars().next_back().is_some_and(word_char);
         let after = text[end..].chars().next().is_some_and(word_char);
-        !(starts_word && before) && !(ends_word && after)
+        !(starts_word && before || ends_word && after)
     }
 
     /// The longest acceptable phrase of an enabled list at byte `at`.
@@ -357,7 +357,7 @@ fn whole_word(text: &str, phrase: &str) -> bool {
         let end = at + phrase.len();
         let before = lower[..at].chars().next_back().is_some_and(word_char);
         let after = lower[end..].chars().next().is_some_and(word_char);
-        if !(starts_word && before) && !(ends_word && after) {
+        if !(starts_word && before || ends_word && after) {
             return true;
         }
         from = at + lower[at..].chars().next().map_or(1, char::len_utf8);
