@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use aho_corasick::automaton::{Automaton, OverlappingState};
+use aho_corasick::automaton::Automaton;
 use aho_corasick::nfa::contiguous::NFA;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind};
 use serde::{Deserialize, Serialize};
@@ -329,6 +329,32 @@ impl Scanner {
         let mut prev_word = text[..from].chars().next_back().is_some_and(is_word_char);
         let mut p = from;
         while p < bytes.len() {
+            // Eight ASCII bytes at a time: a bit mask of word bytes gives the word starts
+            // without a branch per byte.
+            if let Some(chunk) = bytes.get(p..p + 8) {
+                let mut lanes = [0u8; 8];
+                lanes.copy_from_slice(chunk);
+                if u64::from_le_bytes(lanes) & 0x8080_8080_8080_8080 == 0 {
+                    let mut mask = 0u8;
+                    for (i, &b) in lanes.iter().enumerate() {
+                        mask |= u8::from(ASCII_WORD[usize::from(b)]) << i;
+                    }
+                    let mut starts = mask & !(mask << 1 | u8::from(prev_word));
+                    while starts != 0 {
+                        let q = p + starts.trailing_zeros() as usize;
+                        if filter.may_start(&bytes[q..]) {
+                            if let Some(hit) = self.best_anchored(text, q, enabled) {
+                                return Some(hit);
+                            }
+                        }
+                        starts &= starts - 1;
+                    }
+                    prev_word = mask & 0x80 != 0;
+                    p += 8;
+                    continue;
+                }
+            }
+            // One character at a time near non-ASCII text and at the end.
             let b = bytes[p];
             let (word, width) = if b < 0x80 {
                 (ASCII_WORD[usize::from(b)], 1)
@@ -347,35 +373,36 @@ impl Scanner {
         None
     }
 
+    /// The longest acceptable phrase starting exactly at `start`: walks the anchored automaton
+    /// from there until it dies, noting every phrase that ends on the way.
     fn best_anchored(&self, text: &str, start: usize, enabled: ListSet) -> Option<Hit> {
-        let input = Input::new(text)
-            .span(start..text.len())
-            .anchored(Anchored::Yes);
-        let mut state = OverlappingState::start();
+        let nfa = &self.anchored;
+        let mut sid = nfa.start_state(Anchored::Yes).ok()?;
         let mut best: Option<Hit> = None;
-        loop {
-            if self
-                .anchored
-                .try_find_overlapping(&input, &mut state)
-                .is_err()
-            {
+        for (i, &byte) in text.as_bytes()[start..].iter().enumerate() {
+            sid = nfa.next_state(Anchored::Yes, sid, byte);
+            if nfa.is_dead(sid) {
                 break;
             }
-            let Some(found) = state.get_match() else {
-                break;
-            };
-            // The automaton also reports phrases that end here but start later (suffixes of
-            // the phrase it walked): only those starting exactly at `start` count.
-            let (end, pattern) = (found.end(), found.pattern().as_usize());
-            if found.start() == start
-                && self.accepts(text, start, end, pattern, enabled)
-                && best.is_none_or(|b: Hit| end > b.end)
-            {
-                best = Some(Hit {
-                    start,
-                    end,
-                    lists: self.lists[pattern].intersect(enabled),
-                });
+            if !nfa.is_match(sid) {
+                continue;
+            }
+            let end = start + i + 1;
+            for m in 0..nfa.match_len(sid) {
+                let pattern = nfa.match_pattern(sid, m);
+                // A state also carries the phrases that are suffixes of the walked text; only
+                // those starting exactly at `start` count.
+                if nfa.pattern_len(pattern) != end - start {
+                    continue;
+                }
+                let pattern = pattern.as_usize();
+                if self.accepts(text, start, end, pattern, enabled) {
+                    best = Some(Hit {
+                        start,
+                        end,
+                        lists: self.lists[pattern].intersect(enabled),
+                    });
+                }
             }
         }
         best
@@ -501,77 +528,79 @@ static ASCII_WORD: [bool; 128] = {
     table
 };
 
-/// Which (ASCII-lower-cased) 1-, 2- and 3-byte prefixes begin a phrase: a small bit set that
-/// stays in cache, asked at each word start before any automaton is walked.
+/// Which prefixes begin a phrase: for each phrase, its first `min(len, 5)` bytes (case folded)
+/// are hashed into the bit set for that length. Asked at each word start before any automaton
+/// is walked; one 8-byte load, a multiply and a bit test per prefix length in use.
 #[derive(Clone)]
 struct StartFilter {
-    one: [u64; 4],
-    two: Vec<u64>,
-    three: Vec<u64>,
+    /// The prefix lengths some phrase has (1 to 5), each with its bit set.
+    tables: Vec<(usize, Vec<u64>)>,
 }
 
 impl StartFilter {
+    const DEPTH: usize = 5;
     const BITS: usize = 1 << 16;
 
     fn new(patterns: &[String]) -> StartFilter {
-        let mut filter = StartFilter {
-            one: [0; 4],
-            two: vec![0; Self::BITS / 64],
-            three: vec![0; Self::BITS / 64],
-        };
+        let mut tables: Vec<(usize, Vec<u64>)> = Vec::new();
         for p in patterns {
-            match *p.as_bytes() {
-                [a] => set(&mut filter.one, usize::from(fold(a))),
-                [a, b] => set(&mut filter.two, pair(a, b)),
-                [a, b, c, ..] => set(&mut filter.three, triple(a, b, c)),
-                [] => {}
+            let k = p.len().min(Self::DEPTH);
+            if k == 0 {
+                continue;
             }
+            let position = match tables.iter().position(|(len, _)| *len == k) {
+                Some(i) => i,
+                None => {
+                    tables.push((k, vec![0; Self::BITS / 64]));
+                    tables.len() - 1
+                }
+            };
+            let h = prefix_hash(window(p.as_bytes()), k);
+            tables[position].1[h / 64] |= 1 << (h % 64);
         }
-        filter
+        tables.sort_by_key(|(k, _)| *k);
+        StartFilter { tables }
     }
 
     /// Whether a phrase may begin at the start of `bytes`.
     #[inline]
     fn may_start(&self, bytes: &[u8]) -> bool {
-        match *bytes {
-            [a, b, c, ..] => {
-                get(&self.three, triple(a, b, c))
-                    || get(&self.two, pair(a, b))
-                    || get(&self.one, usize::from(fold(a)))
+        let w = window(bytes);
+        self.tables.iter().any(|(k, table)| {
+            *k <= bytes.len() && {
+                let h = prefix_hash(w, *k);
+                table[h / 64] & (1 << (h % 64)) != 0
             }
-            [a, b] => get(&self.two, pair(a, b)) || get(&self.one, usize::from(fold(a))),
-            [a] => get(&self.one, usize::from(fold(a))),
-            [] => false,
+        })
+    }
+}
+
+/// The first 8 bytes (zero-padded), case folded by setting bit 5 of every byte: ASCII upper
+/// and lower case become equal; other bytes are changed alike on both sides, which can only
+/// add false positives to the filter.
+#[inline]
+fn window(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    match bytes.get(..8) {
+        Some(eight) => buf.copy_from_slice(eight),
+        None => {
+            for (slot, &b) in buf.iter_mut().zip(bytes) {
+                *slot = b;
+            }
         }
     }
+    u64::from_le_bytes(buf) | 0x2020_2020_2020_2020
 }
 
+/// A 16-bit hash of the first `k` (at most 8) bytes of a window.
 #[inline]
-fn fold(b: u8) -> u8 {
-    b.to_ascii_lowercase()
-}
-
-#[inline]
-fn pair(a: u8, b: u8) -> usize {
-    usize::from(fold(a)) << 8 | usize::from(fold(b))
-}
-
-#[inline]
-fn triple(a: u8, b: u8, c: u8) -> usize {
-    let key = u32::from(fold(a)) << 16 | u32::from(fold(b)) << 8 | u32::from(fold(c));
-    (key.wrapping_mul(0x9E37_79B1) >> 16) as usize
-}
-
-#[inline]
-fn set(bits: &mut [u64], i: usize) {
-    if let Some(word) = bits.get_mut(i / 64) {
-        *word |= 1 << (i % 64);
-    }
-}
-
-#[inline]
-fn get(bits: &[u64], i: usize) -> bool {
-    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+fn prefix_hash(window: u64, k: usize) -> usize {
+    let masked = if k >= 8 {
+        window
+    } else {
+        window & ((1u64 << (8 * k)) - 1)
+    };
+    (masked.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize
 }
 
 /// Walks an anchored automaton from `at` to the end of `text`: true when it is still alive.
