@@ -7,8 +7,10 @@
 //! cargo run --release -p usagepanda-benches --bin load [-- --seconds 5 --connections 64]
 //! ```
 //!
-//! The proxy runs as its own process with one worker thread, pinned to CPU 0 when `taskset`
-//! is available; the mock upstream and the load generator share this process.
+//! The proxy and the mock upstream each run as their own process with one worker thread
+//! (pinned to CPU 0 and CPU 1 when `taskset` is available and `USAGEPANDA_LOAD_PIN` is not
+//! `0`), so "direct" and "through the proxy" both cross processes and the difference is the
+//! proxy's own hop and work. The load generator runs in this process.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -167,14 +169,7 @@ async fn start_proxy(
         &path,
         format!("{config}LLM_API_BASE_PATH = \"http://{upstream}/v1\"\n"),
     )?;
-    let pinned = Command::new("taskset").arg("--version").output().is_ok();
-    let mut command = if pinned {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    };
+    let mut command = pin_command(bin, "0");
     command
         .args(["serve", "--config"])
         .arg(&path)
@@ -297,8 +292,57 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// `load --mock`: serve the mock upstream and print its address.
+async fn run_mock() -> Result<()> {
+    let addr = mock_upstream().await?;
+    println!("mock listening on {addr}");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn pin_command(program: &std::path::Path, cpu: &str) -> Command {
+    let pinned = std::env::var("USAGEPANDA_LOAD_PIN").map_or(true, |v| v != "0")
+        && Command::new("taskset").arg("--version").output().is_ok();
+    if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpu]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Starts the mock upstream as its own process (this binary with `--mock`).
+async fn start_mock() -> Result<Served> {
+    let exe = std::env::current_exe().context("own path")?;
+    let mut child = pin_command(&exe, "1")
+        .arg("--mock")
+        .env("TOKIO_WORKER_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the mock upstream")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let stdout = tokio::process::ChildStdout::from_std(stdout)?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix("mock listening on ") {
+                return Ok::<_, anyhow::Error>(rest.trim().parse::<SocketAddr>()?);
+            }
+        }
+        bail!("the mock exited before listening")
+    })
+    .await
+    .context("waiting for the mock")??;
+    Ok(Served { child, addr })
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("--mock") {
+        return run_mock().await;
+    }
     let mut seconds = 5u64;
     let mut connections = 64usize;
     let mut args = std::env::args().skip(1);
@@ -306,6 +350,7 @@ async fn main() -> Result<()> {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context("--seconds N")?.parse()?,
             "--connections" => connections = args.next().context("--connections N")?.parse()?,
+            "--mock" => {}
             other => bail!("unknown argument `{other}` (expected --seconds N, --connections N)"),
         }
     }
@@ -313,7 +358,8 @@ async fn main() -> Result<()> {
     let bin = binary()?;
     let dir = std::env::temp_dir().join(format!("usagepanda-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let upstream = mock_upstream().await?;
+    let mock = start_mock().await?;
+    let upstream = mock.addr;
     let plain = start_proxy(&bin, PASS_THROUGH, upstream, &dir, "pass-through").await?;
     let policies = start_proxy(&bin, ALL_POLICIES, upstream, &dir, "all-policies").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -404,6 +450,7 @@ async fn main() -> Result<()> {
     }
     drop(plain);
     drop(policies);
+    drop(mock);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
