@@ -158,7 +158,7 @@ fn binary() -> Result<PathBuf> {
 }
 
 async fn start_proxy(
-    bin: &PathBuf,
+    bin: &std::path::Path,
     config: &str,
     upstream: SocketAddr,
     dir: &std::path::Path,
