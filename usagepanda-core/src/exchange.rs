@@ -109,6 +109,26 @@ impl Outcome {
     }
 }
 
+/// An error answer of the exchange's own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorAnswer<'a> {
+    pub(crate) status: u16,
+    pub(crate) message: &'a str,
+    pub(crate) kind: &'a str,
+    pub(crate) param: Option<&'a str>,
+}
+
+impl<'a> ErrorAnswer<'a> {
+    pub(crate) fn new(status: u16, message: &'a str, kind: &'a str) -> ErrorAnswer<'a> {
+        ErrorAnswer {
+            status,
+            message,
+            kind,
+            param: None,
+        }
+    }
+}
+
 /// The state an exchange carries between steps.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -272,10 +292,7 @@ impl Policy {
     ) -> Outcome {
         let mut state = self.state(request, context);
         state.metadata.trace_id = overrides::trace_id(&request.headers).ok().flatten();
-        let reply = reply::error_reply(status, message, kind, None, None);
-        let mut outcome = state.finish_with(reply, Decision::Block, None);
-        outcome.stats.error_message = Some(message.to_owned());
-        outcome
+        state.error(ErrorAnswer::new(status, message, kind), Decision::Block)
     }
 
     fn state(&self, request: &ClientRequest, context: Context) -> State {
@@ -447,9 +464,24 @@ impl State {
 
     /// A 400 for a request the rules cannot read.
     fn bad_request(self, message: &str, param: Option<&str>) -> Outcome {
-        let reply = reply::error_reply(400, message, "invalid_request_error", param, None);
-        let mut outcome = self.finish_with(reply, Decision::Block, None);
-        outcome.stats.error_message = Some(message.to_owned());
+        let answer = ErrorAnswer {
+            param,
+            ..ErrorAnswer::new(400, message, "invalid_request_error")
+        };
+        self.error(answer, Decision::Block)
+    }
+
+    /// Ends the exchange with an OpenAI-shaped error whose message is also the stats record's.
+    pub(crate) fn error(self, answer: ErrorAnswer<'_>, decision: Decision) -> Outcome {
+        let reply = reply::error_reply(
+            answer.status,
+            answer.message,
+            answer.kind,
+            answer.param,
+            None,
+        );
+        let mut outcome = self.finish_with(reply, decision, None);
+        outcome.stats.error_message = Some(answer.message.to_owned());
         outcome
     }
 

@@ -183,13 +183,7 @@ impl StreamExchange {
             if self.filtering && !self.blocked {
                 self.flush_choices(&mut out);
             } else if self.policies {
-                let open: Vec<u64> = self
-                    .choices
-                    .iter()
-                    .filter(|(_, c)| !c.finished)
-                    .map(|(i, _)| *i)
-                    .collect();
-                for index in open {
+                for index in self.open_choices() {
                     let _ = self.run_choice(index, "", true, &mut String::new());
                 }
             }
@@ -369,14 +363,18 @@ impl StreamExchange {
         }
     }
 
-    /// Settles every open choice, sending what was held back in synthetic events.
-    fn flush_choices(&mut self, out: &mut Vec<u8>) {
-        let open: Vec<u64> = self
-            .choices
+    /// The choices whose text has not ended yet.
+    fn open_choices(&self) -> Vec<u64> {
+        self.choices
             .iter()
             .filter(|(_, c)| !c.finished)
             .map(|(i, _)| *i)
-            .collect();
+            .collect()
+    }
+
+    /// Settles every open choice, sending what was held back in synthetic events.
+    fn flush_choices(&mut self, out: &mut Vec<u8>) {
+        let open = self.open_choices();
         let chat = self.state.endpoint == Endpoint::ChatCompletions;
         for index in open {
             let mut text = String::new();

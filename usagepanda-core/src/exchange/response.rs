@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Outcome, PendingUpstream, State, reflector, rewrite};
+use super::{ErrorAnswer, Outcome, PendingUpstream, State, reflector, rewrite};
 use crate::filter::Findings;
 use crate::openai::response::ResponseView;
 use crate::reply;
@@ -56,10 +56,10 @@ impl PendingUpstream {
         let Ok(view) = ResponseView::parse(&body) else {
             let message =
                 "upstream answer is not valid JSON, so the response policies cannot be applied";
-            let reply = reply::error_reply(502, message, "upstream_error", None, None);
-            let mut outcome = state.finish_with(reply, Decision::Allow, None);
-            outcome.stats.error_message = Some(message.to_owned());
-            return outcome;
+            return state.error(
+                ErrorAnswer::new(502, message, "upstream_error"),
+                Decision::Allow,
+            );
         };
         let policy = state.policy.clone();
         let endpoint = state.endpoint.clone();
@@ -101,10 +101,10 @@ impl PendingUpstream {
             Err(_) => {
                 let message =
                     "upstream answer could not be rewritten for redaction (malformed JSON escapes)";
-                let reply = reply::error_reply(502, message, "upstream_error", None, None);
-                let mut outcome = state.finish_with(reply, Decision::Allow, None);
-                outcome.stats.error_message = Some(message.to_owned());
-                return outcome;
+                return state.error(
+                    ErrorAnswer::new(502, message, "upstream_error"),
+                    Decision::Allow,
+                );
             }
         };
         let mut outcome = state.pass_through(status, out.clone());
@@ -116,19 +116,17 @@ impl PendingUpstream {
     /// Ends the exchange with an error of the adapter's (for example a routing error), without
     /// calling the upstream.
     pub fn refuse(self, status: u16, message: &str, kind: &str) -> Outcome {
-        let reply = reply::error_reply(status, message, kind, None, None);
-        let mut outcome = self.state.finish_with(reply, Decision::Block, None);
-        outcome.stats.error_message = Some(message.to_owned());
-        outcome
+        self.state
+            .error(ErrorAnswer::new(status, message, kind), Decision::Block)
     }
 
     /// Resumes when the upstream could not be asked or gave no answer.
     pub fn fail(self, failure: UpstreamFailure) -> Outcome {
         let message = failure.message();
-        let reply = reply::error_reply(failure.status(), &message, "upstream_error", None, None);
-        let mut outcome = self.state.finish_with(reply, Decision::Allow, None);
-        outcome.stats.error_message = Some(message);
-        outcome
+        self.state.error(
+            ErrorAnswer::new(failure.status(), &message, "upstream_error"),
+            Decision::Allow,
+        )
     }
 }
 
