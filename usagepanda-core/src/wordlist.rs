@@ -334,11 +334,9 @@ impl Scanner {
             if let Some(chunk) = bytes.get(p..p + 8) {
                 let mut lanes = [0u8; 8];
                 lanes.copy_from_slice(chunk);
-                if u64::from_le_bytes(lanes) & 0x8080_8080_8080_8080 == 0 {
-                    let mut mask = 0u8;
-                    for (i, &b) in lanes.iter().enumerate() {
-                        mask |= u8::from(ASCII_WORD[usize::from(b)]) << i;
-                    }
+                let v = u64::from_le_bytes(lanes);
+                if v & HIGH == 0 {
+                    let mask = ascii_word_mask(v);
                     let mut starts = mask & !(mask << 1 | u8::from(prev_word));
                     while starts != 0 {
                         let q = p + starts.trailing_zeros() as usize;
@@ -516,6 +514,31 @@ impl Iterator for Hits<'_, '_> {
     }
 }
 
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// For eight ASCII bytes (high bits clear), bit `i` of the result says whether byte `i` is a
+/// word character (`0-9`, `A-Z`, `a-z`, `_`), computed with word-wide arithmetic: no byte ever
+/// carries into the next because every byte stays below 0x100.
+#[inline]
+fn ascii_word_mask(v: u64) -> u8 {
+    // lo <= b <= hi  <=>  high bit of (b + 0x80 - lo) set and of (b + 0x7f - hi) clear.
+    let in_range = |x: u64, lo: u8, hi: u8| {
+        let above = x + ONES * u64::from(0x80 - lo);
+        let beyond = x + ONES * u64::from(0x7f - hi);
+        above & !beyond & HIGH
+    };
+    let digit = in_range(v, b'0', b'9');
+    let alpha = in_range(v | ONES * 0x20, b'a', b'z');
+    let under = {
+        let x = v ^ (ONES * u64::from(b'_'));
+        !((x & !HIGH) + !HIGH | x) & HIGH
+    };
+    let word = digit | alpha | under;
+    // Gather the eight high bits into one byte.
+    ((word >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
 /// ASCII bytes that are word characters.
 static ASCII_WORD: [bool; 128] = {
     let mut table = [false; 128];
@@ -528,17 +551,17 @@ static ASCII_WORD: [bool; 128] = {
     table
 };
 
-/// Which prefixes begin a phrase: for each phrase, its first `min(len, 5)` bytes (case folded)
+/// Which prefixes begin a phrase: for each phrase, its first `min(len, 4)` bytes (case folded)
 /// are hashed into the bit set for that length. Asked at each word start before any automaton
 /// is walked; one 8-byte load, a multiply and a bit test per prefix length in use.
 #[derive(Clone)]
 struct StartFilter {
-    /// The prefix lengths some phrase has (1 to 5), each with its bit set.
+    /// The prefix lengths some phrase has (1 to 4), each with its bit set.
     tables: Vec<(usize, Vec<u64>)>,
 }
 
 impl StartFilter {
-    const DEPTH: usize = 5;
+    const DEPTH: usize = 4;
     const BITS: usize = 1 << 16;
 
     fn new(patterns: &[String]) -> StartFilter {
@@ -716,5 +739,25 @@ mod tests {
         fn contains_any(&self, text: &str) -> bool {
             !self.matching_lists(text, all()).is_empty()
         }
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    #[test]
+    fn word_mask_matches_the_table_for_every_byte() {
+        for b in 0u8..128 {
+            for pos in 0..8 {
+                let mut lanes = [b' '; 8];
+                lanes[pos] = b;
+                let mask = ascii_word_mask(u64::from_le_bytes(lanes));
+                let expected = u8::from(ASCII_WORD[usize::from(b)]) << pos;
+                assert_eq!(mask, expected, "byte {b:#x} at {pos}");
+            }
+        }
+        let mask = ascii_word_mask(u64::from_le_bytes(*b"a_Z9 .-x"));
+        assert_eq!(mask, 0b1000_1111);
     }
 }
