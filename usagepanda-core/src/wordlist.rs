@@ -529,10 +529,10 @@ fn ascii_word_mask(v: u64) -> u8 {
         above & !beyond & HIGH
     };
     let digit = in_range(v, b'0', b'9');
-    let alpha = in_range(v | ONES * 0x20, b'a', b'z');
+    let alpha = in_range(v | (ONES * 0x20), b'a', b'z');
     let under = {
         let x = v ^ (ONES * u64::from(b'_'));
-        !((x & !HIGH) + !HIGH | x) & HIGH
+        !(((x & !HIGH) + !HIGH) | x) & HIGH
     };
     let word = digit | alpha | under;
     // Gather the eight high bits into one byte.
