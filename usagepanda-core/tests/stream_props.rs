@@ -263,3 +263,57 @@ fn usage_from_the_final_chunk_is_recorded() {
         Some(r#"{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}"#)
     );
 }
+
+#[test]
+fn choices_are_filtered_separately_and_tool_calls_pass() {
+    let policy = &*REDACT;
+    let mut exchange = pending(policy).resume_stream();
+    let event = |choice: u64, content: &str| {
+        let e = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": choice, "delta": {"content": content}, "finish_reason": null}]});
+        format!("data: {e}\n\n")
+    };
+    let tool = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 1, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"q\":\"darn\"}"}}]}, "finish_reason": null}]});
+    let mut out = Vec::new();
+    for chunk in [
+        event(0, "the proj"),
+        event(1, "a proj"),
+        event(0, "ect falcon is"),
+        format!("data: {tool}\n\n"),
+        event(1, "ector"),
+        "data: [DONE]\n\n".to_owned(),
+    ] {
+        out.extend_from_slice(&exchange.push(chunk.as_bytes()));
+    }
+    let (tail, _) = exchange.finish(StreamEnd::Complete);
+    out.extend_from_slice(&tail);
+    let raw = String::from_utf8(out).expect("utf-8");
+    let mut texts = [String::new(), String::new()];
+    let mut saw_tool = false;
+    for block in raw.split("\n\n") {
+        let Some(data) = block.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).expect("json");
+        for choice in v["choices"].as_array().cloned().unwrap_or_default() {
+            let i = choice["index"].as_u64().unwrap_or(0) as usize;
+            if let Some(c) = choice.pointer("/delta/content").and_then(Value::as_str) {
+                texts[i].push_str(c);
+            }
+            if choice
+                .pointer("/delta/tool_calls/0/function/arguments")
+                .and_then(Value::as_str)
+                == Some("{\"q\":\"darn\"}")
+            {
+                saw_tool = true;
+            }
+        }
+    }
+    assert_eq!(texts[0], "the **** is");
+    assert_eq!(texts[1], "a projector");
+    assert!(saw_tool, "tool-call arguments pass through untouched");
+}
