@@ -25,7 +25,11 @@ struct ChoiceView<'a> {
 impl<'a> ResponseView<'a> {
     /// Parses the view from a JSON body.
     pub(crate) fn parse(body: &'a [u8]) -> Result<ResponseView<'a>, serde_json::Error> {
-        serde_json::from_slice(body)
+        // One UTF-8 check of the whole body, instead of one per string.
+        match std::str::from_utf8(body) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(body),
+        }
     }
 
     /// Visits every generated text, in body order.

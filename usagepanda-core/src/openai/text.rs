@@ -34,6 +34,17 @@ pub(crate) fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Erro
     d.deserialize_str(TextVisitor)
 }
 
+/// A map key (or any string) borrowed from the body when it has no escapes. serde's own
+/// `Cow<str>` always copies; map keys go through this instead.
+pub(crate) struct TextSeed;
+
+impl<'de> de::DeserializeSeed<'de> for TextSeed {
+    type Value = Text<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        text(d)
+    }
+}
+
 /// Deserializes an optional string, borrowing when possible.
 pub(crate) fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'de>>, D::Error> {
     struct OptVisitor;
@@ -155,7 +166,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Element<'a> {
                 let mut role = None;
                 let mut content = None;
                 let mut output = None;
-                while let Some(key) = map.next_key::<Text<'de>>()? {
+                while let Some(key) = map.next_key_seed(TextSeed)? {
                     match key.as_ref() {
                         "text" => text_field = map.next_value::<Content<'de>>()?.into_text(),
                         "role" => role = map.next_value::<Content<'de>>()?.into_text(),
@@ -350,17 +361,10 @@ fn object_entries(json: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = Vec::new();
-            while let Some(key) = map.next_key_seed(CowSeed)? {
+            while let Some(key) = map.next_key_seed(TextSeed)? {
                 out.push((key, map.next_value::<&'de RawValue>()?));
             }
             Ok(out)
-        }
-    }
-    struct CowSeed;
-    impl<'de> de::DeserializeSeed<'de> for CowSeed {
-        type Value = Cow<'de, str>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            text(d)
         }
     }
     let mut de = serde_json::Deserializer::from_str(json);
