@@ -372,7 +372,7 @@ async fn main() -> Result<()> {
         ("all policies", policies.addr),
     ];
     println!(
-        "usagepanda load harness: {seconds} s per scenario (first 20% discarded), loopback, proxy pinned to CPU 0 with 1 worker"
+        "usagepanda load harness: {seconds} s per scenario (first 20% discarded), loopback; proxy (CPU 0) and mock (CPU 1) each a process with 1 worker"
     );
     println!();
     println!(
