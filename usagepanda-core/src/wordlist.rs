@@ -553,7 +553,7 @@ static ASCII_WORD: [bool; 128] = {
 
 /// Which prefixes begin a phrase: for each phrase, its first `min(len, 4)` bytes (case folded)
 /// are hashed into the bit set for that length. Asked at each word start before any automaton
-/// is walked; one 8-byte load, a multiply and a bit test per prefix length in use.
+/// is walked; one 8-byte load, a multiply and a bit test per prefix length in use (2 KiB each).
 #[derive(Clone)]
 struct StartFilter {
     /// The prefix lengths some phrase has (1 to 4), each with its bit set.
@@ -562,7 +562,7 @@ struct StartFilter {
 
 impl StartFilter {
     const DEPTH: usize = 4;
-    const BITS: usize = 1 << 16;
+    const BITS: usize = 1 << 14;
 
     fn new(patterns: &[String]) -> StartFilter {
         let mut tables: Vec<(usize, Vec<u64>)> = Vec::new();
@@ -615,7 +615,7 @@ fn window(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(buf) | 0x2020_2020_2020_2020
 }
 
-/// A 16-bit hash of the first `k` (at most 8) bytes of a window.
+/// A 14-bit hash of the first `k` (at most 8) bytes of a window.
 #[inline]
 fn prefix_hash(window: u64, k: usize) -> usize {
     let masked = if k >= 8 {
@@ -623,7 +623,7 @@ fn prefix_hash(window: u64, k: usize) -> usize {
     } else {
         window & ((1u64 << (8 * k)) - 1)
     };
-    (masked.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize
+    (masked.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as usize
 }
 
 /// Walks an anchored automaton from `at` to the end of `text`: true when it is still alive.
