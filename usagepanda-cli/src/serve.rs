@@ -90,6 +90,8 @@ async fn serve_main(args: Args) -> Result<()> {
     let sink: Arc<dyn StatsSink> = match config.stats_sink.as_deref() {
         None | Some("stdout") => Arc::new(StdoutSink),
         Some("file") => Arc::new(FileSink::new(config.stats_file.clone().unwrap_or_default())),
+        // In remote mode the proxy uploads every record with the request's key already.
+        Some("api") if !config.local_mode => Arc::new(NullSink),
         Some("api") => Arc::new(
             ApiSink::new(
                 upstream.clone(),

@@ -24,7 +24,7 @@ pub const MAX_RETRY_COUNT: u32 = 5;
 
 /// A whole configuration. Construct it with [`Config::from_toml`], [`Config::from_json`] or
 /// `Config::default()` (a pure pass-through: every policy off).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "snake_case")]
 pub struct Config {
     // --- modes and endpoints (read by the adapters) ---
@@ -207,6 +207,20 @@ impl Default for Config {
             stats_sink: None,
             stats_file: None,
         }
+    }
+}
+
+/// Prints every setting but the keys (which serialisation skips), so a config can be logged.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = serde_json::to_string(self).unwrap_or_default();
+        let secret = |set: bool| if set { "[redacted]" } else { "none" };
+        write!(
+            f,
+            "Config {{ openai_api_key: {}, usage_panda_api_key: {}, settings: {shown} }}",
+            secret(self.openai_api_key.is_some()),
+            secret(self.usage_panda_api_key.is_some())
+        )
     }
 }
 

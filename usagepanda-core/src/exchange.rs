@@ -12,6 +12,7 @@ use http::{HeaderMap, Method};
 use crate::endpoint::Endpoint;
 use crate::filter::Findings;
 use crate::openai::request::RequestView;
+use crate::openai::text::Slot;
 use crate::overrides::{self, Settings};
 use crate::policy::Policy;
 use crate::reply::{self, AutoReplyBody};
@@ -261,6 +262,12 @@ impl Policy {
         let mut state = self.state(&request, context);
         state.body = request.body;
         state.headers = request.headers;
+        // Keys travel on to the upstream but must never be printed, not even by `Debug`.
+        for name in ["authorization", "x-usagepanda-api-key", "api-key"] {
+            if let Some(value) = state.headers.get_mut(name) {
+                value.set_sensitive(true);
+            }
+        }
         match overrides::trace_id(&state.headers) {
             Ok(id) => state.metadata.trace_id = id,
             Err(e) => return Step::Finish(state.bad_request(&e.to_string(), Some(e.header))),
@@ -544,14 +551,27 @@ pub(crate) struct RewriteError;
 /// byte (numbers, unknown fields, escapes) stays as the client or upstream sent it.
 /// `Ok(None)` when there is nothing to rewrite.
 pub(crate) fn rewrite(body: &[u8], rewrites: &[Rewrite]) -> Result<Option<Bytes>, RewriteError> {
-    if rewrites.is_empty() {
+    rewrite_and_clear(body, rewrites, &[])
+}
+
+/// [`rewrite`], also replacing the values at `cleared` with `null`.
+pub(crate) fn rewrite_and_clear(
+    body: &[u8],
+    rewrites: &[Rewrite],
+    cleared: &[Slot],
+) -> Result<Option<Bytes>, RewriteError> {
+    if rewrites.is_empty() && cleared.is_empty() {
         return Ok(None);
     }
-    let mut edits = Vec::with_capacity(rewrites.len());
+    let mut edits = Vec::with_capacity(rewrites.len() + cleared.len());
     for (slot, text) in rewrites {
         let range = slot.locate(body).ok_or(RewriteError)?;
         let json = serde_json::to_string(text).map_err(|_| RewriteError)?;
         edits.push((range, json));
+    }
+    for slot in cleared {
+        let range = slot.locate_value(body).ok_or(RewriteError)?;
+        edits.push((range, "null".to_owned()));
     }
     edits.sort_by_key(|(range, _)| range.start);
     let mut out = Vec::with_capacity(body.len() + 64);

@@ -330,12 +330,12 @@ impl StreamExchange {
             }
             return;
         }
+        // An event the filter cannot read could carry text it cannot check: it is dropped.
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
-            out.extend_from_slice(&event.raw);
             return;
         };
         self.note_meta(&value);
-        if value.get("error").is_some() {
+        if value.get("error").is_some() && value.get("choices").is_none() {
             out.extend_from_slice(&event.raw);
             return;
         }
@@ -354,6 +354,15 @@ impl StreamExchange {
             if piece.as_deref() != Some(text.as_str()) && !(piece.is_none() && text.is_empty()) {
                 changed = true;
                 set_text(&mut value, i, chat, text);
+            }
+        }
+        // Log probabilities spell out the tokens, held-back and redacted ones included.
+        if let Some(choices) = value.get_mut("choices").and_then(Value::as_array_mut) {
+            for choice in choices {
+                if let Some(logprobs) = choice.get_mut("logprobs").filter(|l| !l.is_null()) {
+                    *logprobs = Value::Null;
+                    changed = true;
+                }
             }
         }
         if changed {

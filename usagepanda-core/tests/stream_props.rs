@@ -317,3 +317,28 @@ fn choices_are_filtered_separately_and_tool_calls_pass() {
     assert_eq!(texts[1], "a projector");
     assert!(saw_tool, "tool-call arguments pass through untouched");
 }
+
+#[test]
+fn logprobs_do_not_reveal_redacted_tokens() {
+    let policy = &*REDACT;
+    // Whole answer: the text is redacted and its logprobs are cleared.
+    let body = json!({"id": "c", "object": "chat.completion", "choices": [{"index": 0,
+        "message": {"role": "assistant", "content": "the project falcon"},
+        "logprobs": {"content": [{"token": "project"}, {"token": " falcon"}]}, "finish_reason": "stop"}],
+        "usage": {"total_tokens": 3}});
+    let outcome = pending(policy).resume(200, Bytes::from(body.to_string()));
+    let text = String::from_utf8_lossy(&outcome.body).into_owned();
+    assert!(!text.contains("falcon"), "{text}");
+    assert!(text.contains("\"logprobs\":null"), "{text}");
+    assert!(
+        text.contains("\"usage\":{\"total_tokens\":3}"),
+        "untouched bytes kept: {text}"
+    );
+    // Stream: events carrying logprobs lose them while text is filtered.
+    let mut exchange = pending(policy).resume_stream();
+    let event = json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0,
+        "delta": {"content": "the project"}, "logprobs": {"content": [{"token": " project"}]}, "finish_reason": null}]});
+    let out = exchange.push(format!("data: {event}\n\n").as_bytes());
+    let out = String::from_utf8_lossy(&out).into_owned();
+    assert!(!out.contains("project"), "{out}");
+}

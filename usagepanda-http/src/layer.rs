@@ -94,8 +94,14 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let answer = self.proxy.handle_any(request, None);
-        Box::pin(async move { Ok(answer.await) })
+        // Run the exchange in its own task, so a caller that drops this future cannot cancel it
+        // half way and lose its stats record.
+        let task = tokio::spawn(self.proxy.handle_any(request, None));
+        Box::pin(async move {
+            Ok(task
+                .await
+                .unwrap_or_else(|_| crate::server::internal_error()))
+        })
     }
 }
 

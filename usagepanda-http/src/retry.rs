@@ -68,8 +68,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     }
     text.parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 /// A random number from the standard library's randomly keyed hasher (jitter needs no more).
@@ -103,6 +102,13 @@ mod tests {
         assert_eq!(p.delay(0, Some(&h)), Some(Duration::from_secs(1)));
         h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("60"));
         assert_eq!(p.delay(0, Some(&h)), None);
+        for huge in ["1e20", "18446744073709551616", "-1", "NaN", "inf"] {
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from_static(huge));
+            assert!(
+                p.delay(0, Some(&h)).is_none_or(|d| d <= p.max_delay),
+                "{huge}"
+            );
+        }
         assert!(RetryPolicy::retryable_status(StatusCode::TOO_MANY_REQUESTS));
         assert!(RetryPolicy::retryable_status(StatusCode::BAD_GATEWAY));
         assert!(!RetryPolicy::retryable_status(StatusCode::BAD_REQUEST));

@@ -391,7 +391,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn internal_error() -> Response<Body> {
+pub(crate) fn internal_error() -> Response<Body> {
     let mut response = Response::new(full_body(reply::error_body(
         "internal error",
         "server_error",

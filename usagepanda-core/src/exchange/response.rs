@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{ErrorAnswer, Outcome, PendingUpstream, State, reflector, rewrite};
+use super::{ErrorAnswer, Outcome, PendingUpstream, State, reflector, rewrite_and_clear};
 use crate::filter::Findings;
 use crate::openai::response::ResponseView;
 use crate::reply;
@@ -83,6 +83,12 @@ impl PendingUpstream {
                 rewrites.push((t.slot.clone(), new));
             }
         });
+        // Log probabilities spell out the tokens: an answer whose text was rewritten loses them.
+        let cleared = if rewrites.is_empty() {
+            Vec::new()
+        } else {
+            view.logprobs_slots()
+        };
         drop(view);
         let mut state = state;
         wordlists::record(&mut state.flags, Side::Response, &found, spec);
@@ -95,7 +101,7 @@ impl PendingUpstream {
             outcome.stats.response = log::response_record(&endpoint, &body, log_full);
             return outcome;
         }
-        let out = match rewrite(&body, &rewrites) {
+        let out = match rewrite_and_clear(&body, &rewrites, &cleared) {
             Ok(Some(out)) => out,
             Ok(None) => body.clone(),
             Err(_) => {

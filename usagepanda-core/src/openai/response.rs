@@ -16,6 +16,8 @@ pub(crate) struct ResponseView<'a> {
 
 #[derive(Debug, Deserialize)]
 struct ChoiceView<'a> {
+    #[serde(default)]
+    logprobs: Option<serde::de::IgnoredAny>,
     #[serde(default, borrow)]
     text: Content<'a>,
     #[serde(default, borrow)]
@@ -30,6 +32,18 @@ impl<'a> ResponseView<'a> {
             Ok(text) => serde_json::from_str(text),
             Err(_) => serde_json::from_slice(body),
         }
+    }
+
+    /// The `logprobs` of every choice that has them (they spell out the generated tokens).
+    pub(crate) fn logprobs_slots(&self) -> Vec<Slot> {
+        let base = Slot::key("choices");
+        self.choices
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, c)| c.logprobs.is_some())
+            .map(|(i, _)| base.child(Step::Index(i)).child(Step::Key("logprobs")))
+            .collect()
     }
 
     /// Visits every generated text, in body order.

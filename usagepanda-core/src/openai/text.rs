@@ -325,10 +325,10 @@ impl Slot {
         out
     }
 
-    /// The byte range of the JSON string at this slot in `body` (quotes included), found by
+    /// The byte range of the JSON value at this slot in `body`, found by
     /// descending through borrowed raw values: the rest of the body is never decoded, so it can
     /// be kept byte for byte.
-    pub(crate) fn locate(&self, body: &[u8]) -> Option<std::ops::Range<usize>> {
+    pub(crate) fn locate_value(&self, body: &[u8]) -> Option<std::ops::Range<usize>> {
         let mut raw: &RawValue = serde_json::from_slice(body).ok()?;
         for step in &self.steps[..usize::from(self.len)] {
             raw = match step {
@@ -343,11 +343,14 @@ impl Slot {
             };
         }
         let text = raw.get();
-        if !text.starts_with('"') {
-            return None;
-        }
         let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
         Some(start..start + text.len())
+    }
+
+    /// Like [`Slot::locate_value`], for a JSON string only.
+    pub(crate) fn locate(&self, body: &[u8]) -> Option<std::ops::Range<usize>> {
+        self.locate_value(body)
+            .filter(|range| body.get(range.start) == Some(&b'"'))
     }
 }
 

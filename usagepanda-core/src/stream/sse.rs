@@ -27,9 +27,19 @@ impl SseParser {
     pub(crate) fn next_event(&mut self) -> Option<Event> {
         while let Some(offset) = memchr_newline(&self.buf[self.line_start..]) {
             let end = self.line_start + offset;
-            let line = strip_cr(&self.buf[self.line_start..end]);
+            // A line ends with `\n`, `\r\n` or a bare `\r`; after a `\r` at the end of what
+            // has arrived, wait for the next byte to know which.
+            let next = match self.buf[end] {
+                b'\r' => match self.buf.get(end + 1) {
+                    Some(b'\n') => end + 2,
+                    Some(_) => end + 1,
+                    None => return None,
+                },
+                _ => end + 1,
+            };
+            let line = &self.buf[self.line_start..end];
             if line.is_empty() {
-                let raw: Vec<u8> = self.buf.drain(..=end).collect();
+                let raw: Vec<u8> = self.buf.drain(..next).collect();
                 self.line_start = 0;
                 return Some(Event {
                     raw,
@@ -37,7 +47,7 @@ impl SseParser {
                 });
             }
             self.take_line(line.to_vec());
-            self.line_start = end + 1;
+            self.line_start = next;
         }
         None
     }
@@ -77,7 +87,7 @@ impl SseParser {
 }
 
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+    memchr::memchr2(b'\n', b'\r', bytes)
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -114,6 +124,31 @@ mod tests {
             );
             let raw: Vec<u8> = events.iter().flat_map(|e| e.raw.clone()).collect();
             assert_eq!(raw, input.to_vec());
+        }
+    }
+
+    #[test]
+    fn bare_carriage_returns_end_lines() {
+        let input = b"data: a\r\rdata: b\r\r";
+        for cut in 0..input.len() {
+            let mut p = SseParser::default();
+            let mut data = Vec::new();
+            p.push(&input[..cut]);
+            while let Some(e) = p.next_event() {
+                data.push(e.data);
+            }
+            p.push(&input[cut..]);
+            while let Some(e) = p.next_event() {
+                data.push(e.data);
+            }
+            if let Some(e) = p.finish() {
+                data.push(e.data);
+            }
+            assert_eq!(
+                data,
+                vec![Some("a".to_owned()), Some("b".to_owned())],
+                "cut at {cut}"
+            );
         }
     }
 
