@@ -101,9 +101,8 @@ impl PendingUpstream {
             outcome.stats.response = log::response_record(&endpoint, &body, log_full);
             return outcome;
         }
-        let out = match rewrite_and_clear(&body, &rewrites, &cleared) {
-            Ok(Some(out)) => out,
-            Ok(None) => body.clone(),
+        let rewritten = match rewrite_and_clear(&body, &rewrites, &cleared) {
+            Ok(rewritten) => rewritten,
             Err(_) => {
                 let message =
                     "upstream answer could not be rewritten for redaction (malformed JSON escapes)";
@@ -113,9 +112,10 @@ impl PendingUpstream {
                 );
             }
         };
-        let mut outcome = state.pass_through(status, out.clone());
-        outcome.stats.response = log::response_record(&endpoint, &body, log_full);
-        outcome.rewritten = (out != body).then_some(out);
+        // The record keeps the upstream's answer as it came, not the rewritten one.
+        let out = rewritten.clone().unwrap_or_else(|| body.clone());
+        let mut outcome = state.pass_through_logging(status, out, &body);
+        outcome.rewritten = rewritten;
         outcome
     }
 
@@ -139,13 +139,19 @@ impl PendingUpstream {
 impl State {
     /// Ends the exchange with the upstream's answer, unchanged (status, body and content type).
     pub(crate) fn pass_through(self, status: u16, body: Bytes) -> Outcome {
+        let logged = body.clone();
+        self.pass_through_logging(status, body, &logged)
+    }
+
+    /// Ends the exchange with `body` for the client, recording `logged` in the stats record.
+    fn pass_through_logging(self, status: u16, body: Bytes, logged: &[u8]) -> Outcome {
         let endpoint = self.endpoint.clone();
         let log_full = self.settings.log_response || !(200..300).contains(&status);
         let checked = self.checked;
         let decision = Decision::Allow;
         let mut stats = self.stats(status, decision);
         if checked || !(200..300).contains(&status) {
-            (stats.response, stats.usage) = log::response_parts(&endpoint, &body, log_full);
+            (stats.response, stats.usage) = log::response_parts(&endpoint, logged, log_full);
         }
         if !(200..300).contains(&status) {
             stats.error = true;
