@@ -256,6 +256,13 @@ impl PendingUpstream {
     }
 }
 
+/// Request headers that carry keys (as constants: a lookup by `&str` parses the name first).
+const SECRET_HEADERS: [http::HeaderName; 3] = [
+    http::header::AUTHORIZATION,
+    http::HeaderName::from_static("x-usagepanda-api-key"),
+    http::HeaderName::from_static("api-key"),
+];
+
 impl Policy {
     /// Starts an exchange.
     pub fn begin(&self, request: ClientRequest, context: Context) -> Step {
@@ -263,7 +270,7 @@ impl Policy {
         state.body = request.body;
         state.headers = request.headers;
         // Keys travel on to the upstream but must never be printed, not even by `Debug`.
-        for name in ["authorization", "x-usagepanda-api-key", "api-key"] {
+        for name in SECRET_HEADERS {
             if let Some(value) = state.headers.get_mut(name) {
                 value.set_sensitive(true);
             }

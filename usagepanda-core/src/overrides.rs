@@ -91,7 +91,7 @@ impl Settings {
         mode: HeaderOverrides,
     ) -> Result<Settings, OverrideError> {
         let mut out = self.clone();
-        if mode == HeaderOverrides::Off {
+        if mode == HeaderOverrides::Off || !any_override(headers) {
             return Ok(out);
         }
         let any = mode == HeaderOverrides::Any;
@@ -154,6 +154,14 @@ impl Settings {
         }
         Ok(out)
     }
+}
+
+/// Whether any `x-usagepanda-*` header is present: one pass over the names, so that requests
+/// without any (nearly all) skip a dozen lookups that each parse a name.
+fn any_override(headers: &HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|name| name.as_str().starts_with("x-usagepanda-"))
 }
 
 /// The stricter of two limits where 0 means "no limit".
@@ -225,6 +233,9 @@ fn wordlists(
 
 /// Reads and checks `x-usagepanda-trace-id`: 1 to 99 characters of `[A-Za-z0-9_-]`.
 pub fn trace_id(headers: &HeaderMap) -> Result<Option<String>, OverrideError> {
+    if !any_override(headers) {
+        return Ok(None);
+    }
     let Some(v) = text(headers, TRACE_ID)? else {
         return Ok(None);
     };

@@ -13,6 +13,10 @@ use aho_corasick::nfa::contiguous::NFA;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind};
 use serde::{Deserialize, Serialize};
 
+mod starts;
+
+use starts::StartFilter;
+
 /// The names of the word lists a policy can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -239,7 +243,8 @@ impl Scanner {
             && patterns
                 .iter()
                 .all(|p| p.chars().next().is_some_and(is_word_char));
-        let starts = word_starts.then(|| Box::new(StartFilter::new(&patterns)));
+        let starts =
+            word_starts.then(|| Box::new(StartFilter::new(patterns.iter().map(String::as_str))));
         let leftmost = if word_starts {
             None
         } else {
@@ -328,21 +333,71 @@ impl Scanner {
         let bytes = text.as_bytes();
         let mut prev_word = text[..from].chars().next_back().is_some_and(is_word_char);
         let mut p = from;
-        while p < bytes.len() {
-            // Eight ASCII bytes at a time: a bit mask of word bytes gives the word starts
-            // without a branch per byte.
+        // 64 ASCII bytes at a time (with 8 more readable after them, so every word start has
+        // a full window): a bit mask of word bytes gives the word starts and each word's
+        // length without a branch per byte.
+        // (The bytes are read in place: copying them first costs a stalled load per word.)
+        while let Some(block) = bytes.get(p..p + 72) {
+            let Some(mask) = block.first_chunk::<64>().and_then(starts::block_word_mask) else {
+                // Non-ASCII text in this block: character by character.
+                let (next, prev, hit) =
+                    self.scan_chars(text, p, p + 64, prev_word, enabled, filter);
+                if hit.is_some() {
+                    return hit;
+                }
+                (p, prev_word) = (next, prev);
+                continue;
+            };
+            let mut starts = mask & !(mask << 1 | u64::from(prev_word));
+            while starts != 0 {
+                let i = starts.trailing_zeros() as usize % 64;
+                let w = starts::window(&block[i..]);
+                // The word's length, when it ends inside the block.
+                let len = (!(mask >> i)).trailing_zeros() as usize;
+                let may = if i + len < 64 {
+                    filter.may_start_word(bytes, p + i, w, len)
+                } else {
+                    filter.may_start(bytes, p + i)
+                };
+                if may {
+                    if let Some(hit) = self.best_anchored(text, p + i, enabled) {
+                        return Some(hit);
+                    }
+                }
+                starts &= starts - 1;
+            }
+            prev_word = mask >> 63 != 0;
+            p += 64;
+        }
+        let (_, _, hit) = self.scan_chars(text, p, bytes.len(), prev_word, enabled, filter);
+        hit
+    }
+
+    /// The word-start scan of `text[p..end]` (continuing past `end` to a character boundary),
+    /// eight ASCII bytes or one character at a time. Returns where it stopped, whether the last
+    /// character was a word character, and the first hit.
+    fn scan_chars(
+        &self,
+        text: &str,
+        mut p: usize,
+        end: usize,
+        mut prev_word: bool,
+        enabled: ListSet,
+        filter: &StartFilter,
+    ) -> (usize, bool, Option<Hit>) {
+        let bytes = text.as_bytes();
+        let end = end.min(bytes.len());
+        while p < end {
             if let Some(chunk) = bytes.get(p..p + 8) {
-                let mut lanes = [0u8; 8];
-                lanes.copy_from_slice(chunk);
-                let v = u64::from_le_bytes(lanes);
-                if v & HIGH == 0 {
-                    let mask = ascii_word_mask(v);
+                let v = starts::window(chunk);
+                if v & starts::HIGH == 0 {
+                    let mask = starts::ascii_word_mask(v);
                     let mut starts = mask & !(mask << 1 | u8::from(prev_word));
                     while starts != 0 {
                         let q = p + starts.trailing_zeros() as usize;
-                        if filter.may_start(&bytes[q..]) {
+                        if filter.may_start(bytes, q) {
                             if let Some(hit) = self.best_anchored(text, q, enabled) {
-                                return Some(hit);
+                                return (q, false, Some(hit));
                             }
                         }
                         starts &= starts - 1;
@@ -352,23 +407,19 @@ impl Scanner {
                     continue;
                 }
             }
-            // One character at a time near non-ASCII text and at the end.
-            let b = bytes[p];
-            let (word, width) = if b < 0x80 {
-                (ASCII_WORD[usize::from(b)], 1)
-            } else {
-                let c = text[p..].chars().next()?;
-                (is_word_char(c), c.len_utf8())
+            let Some(c) = text[p..].chars().next() else {
+                break;
             };
-            if word && !prev_word && filter.may_start(&bytes[p..]) {
+            let word = is_word_char(c);
+            if word && !prev_word && filter.may_start(bytes, p) {
                 if let Some(hit) = self.best_anchored(text, p, enabled) {
-                    return Some(hit);
+                    return (p, false, Some(hit));
                 }
             }
             prev_word = word;
-            p += width;
+            p += c.len_utf8();
         }
-        None
+        (p, prev_word, None)
     }
 
     /// The longest acceptable phrase starting exactly at `start`: walks the anchored automaton
@@ -514,118 +565,6 @@ impl Iterator for Hits<'_, '_> {
     }
 }
 
-const HIGH: u64 = 0x8080_8080_8080_8080;
-const ONES: u64 = 0x0101_0101_0101_0101;
-
-/// For eight ASCII bytes (high bits clear), bit `i` of the result says whether byte `i` is a
-/// word character (`0-9`, `A-Z`, `a-z`, `_`), computed with word-wide arithmetic: no byte ever
-/// carries into the next because every byte stays below 0x100.
-#[inline]
-fn ascii_word_mask(v: u64) -> u8 {
-    // lo <= b <= hi  <=>  high bit of (b + 0x80 - lo) set and of (b + 0x7f - hi) clear.
-    let in_range = |x: u64, lo: u8, hi: u8| {
-        let above = x + ONES * u64::from(0x80 - lo);
-        let beyond = x + ONES * u64::from(0x7f - hi);
-        above & !beyond & HIGH
-    };
-    let digit = in_range(v, b'0', b'9');
-    let alpha = in_range(v | (ONES * 0x20), b'a', b'z');
-    let under = {
-        let x = v ^ (ONES * u64::from(b'_'));
-        !(((x & !HIGH) + !HIGH) | x) & HIGH
-    };
-    let word = digit | alpha | under;
-    // Gather the eight high bits into one byte.
-    ((word >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
-}
-
-/// ASCII bytes that are word characters.
-static ASCII_WORD: [bool; 128] = {
-    let mut table = [false; 128];
-    let mut b = 0;
-    while b < 128 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric() || c == b'_';
-        b += 1;
-    }
-    table
-};
-
-/// Which prefixes begin a phrase: for each phrase, its first `min(len, 4)` bytes (case folded)
-/// are hashed into the bit set for that length. Asked at each word start before any automaton
-/// is walked; one 8-byte load, a multiply and a bit test per prefix length in use (2 KiB each).
-#[derive(Clone)]
-struct StartFilter {
-    /// The prefix lengths some phrase has (1 to 4), each with its bit set.
-    tables: Vec<(usize, Vec<u64>)>,
-}
-
-impl StartFilter {
-    const DEPTH: usize = 4;
-    const BITS: usize = 1 << 14;
-
-    fn new(patterns: &[String]) -> StartFilter {
-        let mut tables: Vec<(usize, Vec<u64>)> = Vec::new();
-        for p in patterns {
-            let k = p.len().min(Self::DEPTH);
-            if k == 0 {
-                continue;
-            }
-            let position = match tables.iter().position(|(len, _)| *len == k) {
-                Some(i) => i,
-                None => {
-                    tables.push((k, vec![0; Self::BITS / 64]));
-                    tables.len() - 1
-                }
-            };
-            let h = prefix_hash(window(p.as_bytes()), k);
-            tables[position].1[h / 64] |= 1 << (h % 64);
-        }
-        tables.sort_by_key(|(k, _)| *k);
-        StartFilter { tables }
-    }
-
-    /// Whether a phrase may begin at the start of `bytes`.
-    #[inline]
-    fn may_start(&self, bytes: &[u8]) -> bool {
-        let w = window(bytes);
-        self.tables.iter().any(|(k, table)| {
-            *k <= bytes.len() && {
-                let h = prefix_hash(w, *k);
-                table[h / 64] & (1 << (h % 64)) != 0
-            }
-        })
-    }
-}
-
-/// The first 8 bytes (zero-padded), case folded by setting bit 5 of every byte: ASCII upper
-/// and lower case become equal; other bytes are changed alike on both sides, which can only
-/// add false positives to the filter.
-#[inline]
-fn window(bytes: &[u8]) -> u64 {
-    let mut buf = [0u8; 8];
-    match bytes.get(..8) {
-        Some(eight) => buf.copy_from_slice(eight),
-        None => {
-            for (slot, &b) in buf.iter_mut().zip(bytes) {
-                *slot = b;
-            }
-        }
-    }
-    u64::from_le_bytes(buf) | 0x2020_2020_2020_2020
-}
-
-/// A 14-bit hash of the first `k` (at most 8) bytes of a window.
-#[inline]
-fn prefix_hash(window: u64, k: usize) -> usize {
-    let masked = if k >= 8 {
-        window
-    } else {
-        window & ((1u64 << (8 * k)) - 1)
-    };
-    (masked.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as usize
-}
-
 /// Walks an anchored automaton from `at` to the end of `text`: true when it is still alive.
 pub(crate) fn live(dfa: &NFA, text: &[u8], at: usize) -> bool {
     let Ok(mut sid) = dfa.start_state(Anchored::Yes) else {
@@ -739,25 +678,5 @@ mod tests {
         fn contains_any(&self, text: &str) -> bool {
             !self.matching_lists(text, all()).is_empty()
         }
-    }
-}
-
-#[cfg(test)]
-mod mask_tests {
-    use super::*;
-
-    #[test]
-    fn word_mask_matches_the_table_for_every_byte() {
-        for b in 0u8..128 {
-            for pos in 0..8 {
-                let mut lanes = [b' '; 8];
-                lanes[pos] = b;
-                let mask = ascii_word_mask(u64::from_le_bytes(lanes));
-                let expected = u8::from(ASCII_WORD[usize::from(b)]) << pos;
-                assert_eq!(mask, expected, "byte {b:#x} at {pos}");
-            }
-        }
-        let mask = ascii_word_mask(u64::from_le_bytes(*b"a_Z9 .-x"));
-        assert_eq!(mask, 0b1000_1111);
     }
 }

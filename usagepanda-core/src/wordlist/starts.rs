@@ -1,0 +1,317 @@
+//! The word-mode fast path: which word starts are worth walking an automaton from.
+//!
+//! In word mode a phrase that starts with a word character can only match at a word start,
+//! and the text's first word there must equal the phrase's first word (both stand as whole
+//! words). So each word start is asked, in a few instructions, whether its first word (its
+//! first 8 bytes, case folded) is the first word of some phrase; only then is the anchored
+//! automaton walked. Phrases of 8 bytes or more get a second, finer question: do the text's
+//! first 8 bytes equal the phrase's? That keeps common first words such as `you` or `from`
+//! (first words of `you are now ...` or `from now on ...`) from sending every occurrence to the
+//! automaton.
+//!
+//! Everything here is a filter: it may say yes for a start that does not match (a hash
+//! collision, or a word next to non-ASCII text, where it cannot tell), never no for one that
+//! does.
+
+/// Bytes with the high bit set: non-ASCII.
+pub(super) const HIGH: u64 = 0x8080_8080_8080_8080;
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// Setting bit 5 of every byte folds ASCII upper case onto lower case. Other bytes change
+/// alike in text and phrase, which can only add false positives.
+const FOLD: u64 = 0x2020_2020_2020_2020;
+
+/// For eight ASCII bytes (high bits clear), bit `i` of the result says whether byte `i` is a
+/// word character (`0-9`, `A-Z`, `a-z`, `_`), computed with word-wide arithmetic: no byte ever
+/// carries into the next because every byte stays below 0x100.
+#[inline]
+pub(super) fn ascii_word_mask(v: u64) -> u8 {
+    // lo <= b <= hi  <=>  high bit of (b + 0x80 - lo) set and of (b + 0x7f - hi) clear.
+    let in_range = |x: u64, lo: u8, hi: u8| {
+        let above = x + ONES * u64::from(0x80 - lo);
+        let beyond = x + ONES * u64::from(0x7f - hi);
+        above & !beyond & HIGH
+    };
+    let digit = in_range(v, b'0', b'9');
+    let alpha = in_range(v | FOLD, b'a', b'z');
+    let under = {
+        let x = v ^ (ONES * u64::from(b'_'));
+        !(((x & !HIGH) + !HIGH) | x) & HIGH
+    };
+    gather(digit | alpha | under)
+}
+
+/// The high bits of eight bytes, as one byte.
+#[inline]
+fn gather(high_bits: u64) -> u8 {
+    ((high_bits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
+/// Bit `i` says whether byte `i` of an all-ASCII 64-byte block is a word character; `None`
+/// when the block has a non-ASCII byte.
+#[inline]
+pub(super) fn block_word_mask(block: &[u8; 64]) -> Option<u64> {
+    let mut lanes = [0u64; 8];
+    let mut any_high = 0;
+    for (lane, chunk) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(chunk);
+        *lane = u64::from_le_bytes(eight);
+        any_high |= *lane;
+    }
+    if any_high & HIGH != 0 {
+        return None;
+    }
+    let mut mask = 0;
+    for (k, lane) in lanes.iter().enumerate() {
+        mask |= u64::from(ascii_word_mask(*lane)) << (8 * k);
+    }
+    Some(mask)
+}
+
+/// The first 8 bytes (zero-padded past the end: a zero byte ends a word like the end of the
+/// text does).
+#[inline]
+pub(super) fn window(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    match bytes.get(..8) {
+        Some(eight) => buf.copy_from_slice(eight),
+        None => {
+            for (slot, &b) in buf.iter_mut().zip(bytes) {
+                *slot = b;
+            }
+        }
+    }
+    u64::from_le_bytes(buf)
+}
+
+/// The length of the ASCII word starting at `bytes[q]`, or `None` when that cannot be told
+/// from ASCII alone: the word starts with a non-ASCII byte, or is followed by one (which may
+/// be a letter of the same word).
+pub(super) fn ascii_word_len(bytes: &[u8], q: usize) -> Option<usize> {
+    let rest = bytes.get(q..)?;
+    let len = rest
+        .iter()
+        .position(|&b| !b.is_ascii_alphanumeric() && b != b'_')
+        .unwrap_or(rest.len());
+    if len == 0 || rest.get(len).is_some_and(|&b| b >= 0x80) {
+        return None;
+    }
+    Some(len)
+}
+
+/// Bits per table: 32 Ki, 4 KiB each, so a few hundred phrases set about 1.5% of them.
+const BITS: usize = 1 << 15;
+
+/// A bit set indexed by a 15-bit hash.
+#[derive(Clone)]
+struct Table(Box<[u64; BITS / 64]>);
+
+impl Table {
+    fn new() -> Table {
+        Table(Box::new([0; BITS / 64]))
+    }
+
+    #[inline]
+    fn hash(key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 15)) as usize
+    }
+
+    fn insert(&mut self, key: u64) {
+        let h = Table::hash(key);
+        self.0[(h / 64) % (BITS / 64)] |= 1 << (h % 64);
+    }
+
+    #[inline]
+    fn contains(&self, key: u64) -> bool {
+        let h = Table::hash(key);
+        self.0[(h / 64) % (BITS / 64)] & (1 << (h % 64)) != 0
+    }
+}
+
+/// Per word length (0 to 64), the mask that keeps its first bytes (at most 8) of a window.
+static KEEP: [u64; 65] = {
+    let mut keep = [u64::MAX; 65];
+    let mut len = 0;
+    while len < 8 {
+        keep[len] = (1 << (8 * len)) - 1;
+        len += 1;
+    }
+    keep
+};
+
+/// The first `len` bytes (at most 8) of a window, case folded; the other bytes zero.
+#[inline]
+fn word_key(w: u64, len: usize) -> u64 {
+    (w | FOLD) & KEEP[len.min(64)]
+}
+
+/// A first word's key combined with the bytes after the word.
+#[inline]
+fn rest_key(key: u64, rest: u64) -> u64 {
+    key.rotate_left(29) ^ (rest | FOLD)
+}
+
+const LOW4: u64 = 0xffff_ffff;
+
+/// Which first words begin a phrase, and what may follow them.
+#[derive(Clone)]
+pub(super) struct StartFilter {
+    /// Every phrase's first word (its first 8 bytes when longer).
+    first: Table,
+    /// The first words of phrases with fewer than 4 bytes after the first word: for these the
+    /// first word alone decides.
+    short: Table,
+    /// First word and the 4 bytes after it, for phrases with 4 to 7 bytes after it.
+    rest4: Table,
+    /// First word and the 8 bytes after it, for phrases with 8 or more bytes after it.
+    rest8: Table,
+}
+
+impl StartFilter {
+    /// Builds the filter for lower-cased phrases that all start with a word character.
+    pub(super) fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> StartFilter {
+        let mut filter = StartFilter {
+            first: Table::new(),
+            short: Table::new(),
+            rest4: Table::new(),
+            rest8: Table::new(),
+        };
+        for p in patterns {
+            let bytes = p.as_bytes();
+            // A phrase whose first word runs into non-ASCII needs no entry: text where it
+            // matches looks the same and always passes.
+            let Some(len) = ascii_word_len(bytes, 0) else {
+                continue;
+            };
+            let key = word_key(window(bytes), len);
+            filter.first.insert(key);
+            let rest = &bytes[len..];
+            if rest.len() >= 8 {
+                filter.rest8.insert(rest_key(key, window(rest)));
+            } else if rest.len() >= 4 {
+                filter.rest4.insert(rest_key(key, window(rest) & LOW4));
+            } else {
+                filter.short.insert(key);
+            }
+        }
+        filter
+    }
+
+    /// Whether a phrase may begin at `q`, a word start whose first word is `len` bytes long,
+    /// all ASCII and followed by an ASCII byte or the end; `w` is the window at `q`.
+    #[inline]
+    pub(super) fn may_start_word(&self, bytes: &[u8], q: usize, w: u64, len: usize) -> bool {
+        let key = word_key(w, len);
+        self.first.contains(key) && self.may_continue(bytes, q + len, key)
+    }
+
+    /// The second question, for a first word that begins some phrase.
+    #[cold]
+    fn may_continue(&self, bytes: &[u8], after: usize, key: u64) -> bool {
+        if self.short.contains(key) {
+            return true;
+        }
+        let rest = window(bytes.get(after..).unwrap_or_default());
+        self.rest8.contains(rest_key(key, rest)) || self.rest4.contains(rest_key(key, rest & LOW4))
+    }
+
+    /// Whether a phrase may begin at `q`, a word start.
+    #[inline]
+    pub(super) fn may_start(&self, bytes: &[u8], q: usize) -> bool {
+        match ascii_word_len(bytes, q) {
+            Some(len) => self.may_start_word(bytes, q, window(&bytes[q..]), len),
+            None => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ASCII bytes that are word characters, the slow way.
+    fn is_word(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'_'
+    }
+
+    #[test]
+    fn word_mask_matches_the_definition_for_every_byte() {
+        for b in 0u8..128 {
+            for pos in 0..8 {
+                let mut lanes = [b' '; 8];
+                lanes[pos] = b;
+                let mask = ascii_word_mask(u64::from_le_bytes(lanes));
+                let expected = u8::from(is_word(b)) << pos;
+                assert_eq!(mask, expected, "byte {b:#x} at {pos}");
+            }
+        }
+        assert_eq!(
+            ascii_word_mask(u64::from_le_bytes(*b"a_Z9 .-x")),
+            0b1000_1111
+        );
+    }
+
+    #[test]
+    fn block_mask_agrees_with_the_byte_mask() {
+        let text = *b"Hello, world_1 -- the quick brown fox; jumps over 2 lazy dogs!!";
+        let mut block = [0u8; 64];
+        block[..text.len()].copy_from_slice(&text);
+        let Some(mask) = block_word_mask(&block) else {
+            unreachable!("ASCII block");
+        };
+        for (i, &b) in block.iter().enumerate() {
+            assert_eq!(mask >> i & 1 == 1, is_word(b), "byte {i}");
+        }
+        block[40] = 0xc3;
+        assert_eq!(block_word_mask(&block), None);
+    }
+
+    #[test]
+    fn word_len_knows_when_it_cannot_tell() {
+        let len = |s: &str| ascii_word_len(s.as_bytes(), 0);
+        assert_eq!(len("you are"), Some(3));
+        assert_eq!(len("you"), Some(3));
+        assert_eq!(len("x"), Some(1));
+        assert_eq!(len("something long"), Some(9));
+        assert_eq!(len("café au lait"), None);
+        assert_eq!(len("été"), None);
+        assert_eq!(len("ok—fine"), None);
+        assert_eq!(len("ok, fine—"), Some(2));
+    }
+
+    #[test]
+    fn filter_passes_every_phrase_and_case() {
+        let phrases = [
+            "ass",
+            "you are now",
+            "from now on",
+            "x",
+            "a.b",
+            "naïve",
+            "developer mode enabled",
+            "go die",
+        ];
+        let filter = StartFilter::new(phrases);
+        let passes = |text: &str| filter.may_start(text.as_bytes(), 0);
+        for text in [
+            "ass!",
+            "ASS",
+            "You Are Now free",
+            "FROM NOW ON,",
+            "x",
+            "a.b",
+            "naïve",
+            "developer mode enabled",
+            "Go die",
+        ] {
+            assert!(passes(text), "{text}");
+        }
+        // Same first word, different next bytes: the second question says no.
+        assert!(!passes("from the start"));
+        assert!(!passes("developer customer"));
+        assert!(!passes("go home"));
+        assert!(!passes("developer mode off"));
+        // A longer word is another word.
+        assert!(!passes("assess"));
+    }
+}
