@@ -333,12 +333,25 @@ impl Scanner {
         let bytes = text.as_bytes();
         let mut prev_word = text[..from].chars().next_back().is_some_and(is_word_char);
         let mut p = from;
-        // 64 ASCII bytes at a time (with 8 more readable after them, so every word start has
-        // a full window): a bit mask of word bytes gives the word starts and each word's
-        // length without a branch per byte.
-        // (The bytes are read in place: copying them first costs a stalled load per word.)
-        while let Some(block) = bytes.get(p..p + 72) {
-            let Some(mask) = block.first_chunk::<64>().and_then(starts::block_word_mask) else {
+        // 64 ASCII bytes at a time: a bit mask of word bytes gives the word starts and each
+        // word's length without a branch per byte. The last block is padded with zeros (not
+        // word bytes, like the end of the text). The windows are read in place: copying the
+        // bytes first would stall every unaligned load that follows.
+        let mut padded = [0u8; 72];
+        while p < bytes.len() {
+            let rest = &bytes[p..];
+            // The block and 8 bytes after it, so that every word start has a whole window.
+            let ahead = match rest.first_chunk::<72>() {
+                Some(ahead) => ahead,
+                None => {
+                    let (head, zeros) = padded.split_at_mut(rest.len());
+                    head.copy_from_slice(rest);
+                    zeros.fill(0);
+                    &padded
+                }
+            };
+            let (block, _) = ahead.split_first_chunk::<64>().unwrap_or((&[0; 64], &[]));
+            let Some(mask) = starts::block_word_mask(block) else {
                 // Non-ASCII text in this block: character by character.
                 let (next, prev, hit) =
                     self.scan_chars(text, p, p + 64, prev_word, enabled, filter);
@@ -351,13 +364,15 @@ impl Scanner {
             let mut starts = mask & !(mask << 1 | u64::from(prev_word));
             while starts != 0 {
                 let i = starts.trailing_zeros() as usize % 64;
-                let w = starts::window(&block[i..]);
+                let at = &ahead[i..];
                 // The word's length, when it ends inside the block.
                 let len = (!(mask >> i)).trailing_zeros() as usize;
                 let may = if i + len < 64 {
-                    filter.may_start_word(bytes, p + i, w, len)
+                    let mut eight = [0; 8];
+                    eight.copy_from_slice(&at[..8]);
+                    filter.may_start_word(at, u64::from_le_bytes(eight), len)
                 } else {
-                    filter.may_start(bytes, p + i)
+                    filter.may_start(at)
                 };
                 if may {
                     if let Some(hit) = self.best_anchored(text, p + i, enabled) {
@@ -369,8 +384,7 @@ impl Scanner {
             prev_word = mask >> 63 != 0;
             p += 64;
         }
-        let (_, _, hit) = self.scan_chars(text, p, bytes.len(), prev_word, enabled, filter);
-        hit
+        None
     }
 
     /// The word-start scan of `text[p..end]` (continuing past `end` to a character boundary),
@@ -395,7 +409,7 @@ impl Scanner {
                     let mut starts = mask & !(mask << 1 | u8::from(prev_word));
                     while starts != 0 {
                         let q = p + starts.trailing_zeros() as usize;
-                        if filter.may_start(bytes, q) {
+                        if filter.may_start(&bytes[q..]) {
                             if let Some(hit) = self.best_anchored(text, q, enabled) {
                                 return (q, false, Some(hit));
                             }
@@ -411,7 +425,7 @@ impl Scanner {
                 break;
             };
             let word = is_word_char(c);
-            if word && !prev_word && filter.may_start(bytes, p) {
+            if word && !prev_word && filter.may_start(&bytes[p..]) {
                 if let Some(hit) = self.best_anchored(text, p, enabled) {
                     return (p, false, Some(hit));
                 }
