@@ -236,7 +236,11 @@ fn prose(bytes: usize, seed: u64) -> String {
                 out.push_str(word);
             }
             if i + 1 < words {
-                out.push_str(if rng.next() % 9 == 0 { ", " } else { " " });
+                out.push_str(if rng.next().is_multiple_of(9) {
+                    ", "
+                } else {
+                    " "
+                });
             }
         }
         out.push_str(". ");

@@ -426,15 +426,16 @@ impl State {
             }
         };
         drop(view);
-        if let Some(body) = moderation_body {
-            if !self.blocked() && autoreply_reply.is_none() {
-                return Step::Moderate(PendingModeration {
-                    state: self,
-                    body,
-                    forward,
-                    autoreply: autoreply_reply,
-                });
-            }
+        if let Some(body) = moderation_body
+            && !self.blocked()
+            && autoreply_reply.is_none()
+        {
+            return Step::Moderate(PendingModeration {
+                state: self,
+                body,
+                forward,
+                autoreply: autoreply_reply,
+            });
         }
         self.decide(forward, autoreply_reply)
     }

@@ -188,16 +188,16 @@ impl StreamExchange {
                 }
             }
         }
-        if let StreamEnd::Broken(why) = &end {
-            if !self.blocked {
-                let body = reply::error_body(
-                    &format!("upstream stream broke: {why}"),
-                    "upstream_error",
-                    None,
-                    None,
-                );
-                push_event(&mut out, &body);
-            }
+        if let StreamEnd::Broken(why) = &end
+            && !self.blocked
+        {
+            let body = reply::error_body(
+                &format!("upstream stream broke: {why}"),
+                "upstream_error",
+                None,
+                None,
+            );
+            push_event(&mut out, &body);
         }
         let outcome = self.outcome(&end);
         (Bytes::from(out), outcome)
@@ -431,15 +431,13 @@ impl StreamExchange {
         if let (true, Some(action)) = (
             self.reflect_found.matched,
             self.state.settings.prompt_reflection.action(),
-        ) {
-            if !self
-                .state
-                .flags
-                .iter()
-                .any(|f| f.kind == crate::verdict::FlagKind::PromptReflection)
-            {
-                self.state.flags.push(reflection::flag(action));
-            }
+        ) && !self
+            .state
+            .flags
+            .iter()
+            .any(|f| f.kind == crate::verdict::FlagKind::PromptReflection)
+        {
+            self.state.flags.push(reflection::flag(action));
         }
     }
 

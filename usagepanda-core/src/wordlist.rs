@@ -374,10 +374,8 @@ impl Scanner {
                 } else {
                     filter.may_start(at)
                 };
-                if may {
-                    if let Some(hit) = self.best_anchored(text, p + i, enabled) {
-                        return Some(hit);
-                    }
+                if may && let Some(hit) = self.best_anchored(text, p + i, enabled) {
+                    return Some(hit);
                 }
                 starts &= starts - 1;
             }
@@ -409,10 +407,10 @@ impl Scanner {
                     let mut starts = mask & !(mask << 1 | u8::from(prev_word));
                     while starts != 0 {
                         let q = p + starts.trailing_zeros() as usize;
-                        if filter.may_start(&bytes[q..]) {
-                            if let Some(hit) = self.best_anchored(text, q, enabled) {
-                                return (q, false, Some(hit));
-                            }
+                        if filter.may_start(&bytes[q..])
+                            && let Some(hit) = self.best_anchored(text, q, enabled)
+                        {
+                            return (q, false, Some(hit));
                         }
                         starts &= starts - 1;
                     }
@@ -425,10 +423,12 @@ impl Scanner {
                 break;
             };
             let word = is_word_char(c);
-            if word && !prev_word && filter.may_start(&bytes[p..]) {
-                if let Some(hit) = self.best_anchored(text, p, enabled) {
-                    return (p, false, Some(hit));
-                }
+            if word
+                && !prev_word
+                && filter.may_start(&bytes[p..])
+                && let Some(hit) = self.best_anchored(text, p, enabled)
+            {
+                return (p, false, Some(hit));
             }
             prev_word = word;
             p += c.len_utf8();

@@ -87,10 +87,10 @@ impl StatsSink for FileSink {
                 }
             }
         }
-        if let Some(file) = guard.as_mut() {
-            if let Err(e) = file.write_all(line.as_bytes()).await {
-                tracing::error!(path = %self.path.display(), error = %e, "cannot write the stats file");
-            }
+        if let Some(file) = guard.as_mut()
+            && let Err(e) = file.write_all(line.as_bytes()).await
+        {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot write the stats file");
         }
     }
 

@@ -11,23 +11,23 @@ pub(crate) fn check(input: &RequestInput<'_, '_>) -> Option<Flag> {
     if disabled.is_empty() {
         return None;
     }
-    if let Some(model) = input.view.model.as_deref() {
-        if disabled.iter().any(|m| m == model) {
-            return Some(Flag::new(
-                FlagKind::DisabledModels,
-                RuleAction::Block,
-                format!("Config set to block usage of model: {model}"),
-            ));
-        }
+    if let Some(model) = input.view.model.as_deref()
+        && disabled.iter().any(|m| m == model)
+    {
+        return Some(Flag::new(
+            FlagKind::DisabledModels,
+            RuleAction::Block,
+            format!("Config set to block usage of model: {model}"),
+        ));
     }
-    if let Some(Value::String(size)) = &input.view.size {
-        if disabled.iter().any(|m| m == size) {
-            return Some(Flag::new(
-                FlagKind::DisabledModels,
-                RuleAction::Block,
-                format!("Config set to block usage of image generation size: {size}"),
-            ));
-        }
+    if let Some(Value::String(size)) = &input.view.size
+        && disabled.iter().any(|m| m == size)
+    {
+        return Some(Flag::new(
+            FlagKind::DisabledModels,
+            RuleAction::Block,
+            format!("Config set to block usage of image generation size: {size}"),
+        ));
     }
     None
 }

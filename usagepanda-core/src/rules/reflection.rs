@@ -21,12 +21,11 @@ pub(crate) fn secrets(input: &RequestInput<'_, '_>) -> Vec<String> {
             Endpoint::Completions => t.slot_is_prompt(),
             _ => matches!(t.role, Some("system" | "developer")),
         };
-        if protected {
-            if let Some(secret) = between(t.text, delimiter) {
-                if !out.iter().any(|s| s == secret) {
-                    out.push(secret.to_owned());
-                }
-            }
+        if protected
+            && let Some(secret) = between(t.text, delimiter)
+            && !out.iter().any(|s| s == secret)
+        {
+            out.push(secret.to_owned());
         }
     });
     out
