@@ -364,12 +364,14 @@ impl Scanner {
             let mut starts = mask & !(mask << 1 | u64::from(prev_word));
             while starts != 0 {
                 let i = starts.trailing_zeros() as usize % 64;
-                let at = &ahead[i..];
+                // The window comes from `ahead` (no bounds to check); what follows the word
+                // is looked at in the text itself, which may go on past `ahead`.
+                let mut eight = [0; 8];
+                eight.copy_from_slice(&ahead[i..i + 8]);
+                let at = rest.get(i..).unwrap_or_default();
                 // The word's length, when it ends inside the block.
                 let len = (!(mask >> i)).trailing_zeros() as usize;
                 let may = if i + len < 64 {
-                    let mut eight = [0; 8];
-                    eight.copy_from_slice(&at[..8]);
                     filter.may_start_word(at, u64::from_le_bytes(eight), len)
                 } else {
                     filter.may_start(at)
@@ -684,6 +686,39 @@ mod tests {
             for p in phrases {
                 assert_eq!(p, p.to_ascii_lowercase(), "{list}: {p}");
                 assert!(!p.contains("  "), "{list}: {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn phrases_found_wherever_they_cross_a_block_edge() {
+        // The scan reads 64-byte blocks; a phrase may start anywhere near an edge, with its
+        // first word or what follows running into the next block.
+        let phrases = [
+            "abcdefghijklmno xyz",
+            "abc defghijk",
+            "abc de",
+            "ab",
+            "abcdefgh",
+            "word é",
+        ];
+        for phrase in phrases {
+            // One phrase per scanner: another phrase with the same first word would let the
+            // filter pass on the first word alone.
+            let s = scanner(&[phrase], WordlistMatch::Word);
+            for lead in 40..140 {
+                for tail in ["", " and more text after it, long enough to fill a block!!"] {
+                    let text = format!(
+                        "{}{phrase}{tail}",
+                        "x ".repeat(lead / 2) + &" ".repeat(lead % 2)
+                    );
+                    let hit = s.hits(&text, all()).next();
+                    assert_eq!(
+                        hit.map(|h| &text[h.start..h.end]),
+                        Some(phrase),
+                        "{phrase:?} after {lead} bytes, tail {tail:?}"
+                    );
+                }
             }
         }
     }

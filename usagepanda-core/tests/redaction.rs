@@ -120,8 +120,21 @@ impl Reference {
 // Generators.
 // ---------------------------------------------------------------------------------------------
 
-/// Pieces of phrases: ASCII, a letter-digit mix, `_`, and non-ASCII letters.
-const SYLLABLES: &[&str] = &["ab", "ba", "b", "a", "cd", "x1", "_", "é", "ß", "日本"];
+/// Pieces of phrases: ASCII, a letter-digit mix, `_`, non-ASCII letters, and a long one (first
+/// words longer than the scanner's 8-byte window).
+const SYLLABLES: &[&str] = &[
+    "ab",
+    "ba",
+    "b",
+    "a",
+    "cd",
+    "x1",
+    "_",
+    "é",
+    "ß",
+    "日本",
+    "ipsumdolor",
+];
 /// What joins syllables inside a phrase.
 const JOINERS: &[&str] = &["", "", "", " ", "-", ".", "*"];
 /// What may stand before or after a phrase (spaces get trimmed by the scanner).
@@ -129,8 +142,41 @@ const EDGES: &[&str] = &["", "", "", "", " ", "-", "'", ".", "*"];
 /// Text tokens besides the phrases themselves: fragments, case variants, unicode letters,
 /// punctuation, spaces.
 const TOKENS: &[&str] = &[
-    " ", " ", " ", "  ", ".", ",", "-", "_", "'", "\"", "\n", "\t", "*", "**", "é", "É", "ß", "ẞ",
-    "日本", "日", "1", "ab", "AB", "Ab", "ba", "b", "a", "cd", "CD", "x", "x1", "X1", "class",
+    " ",
+    " ",
+    " ",
+    "  ",
+    ".",
+    ",",
+    "-",
+    "_",
+    "'",
+    "\"",
+    "\n",
+    "\t",
+    "*",
+    "**",
+    "é",
+    "É",
+    "ß",
+    "ẞ",
+    "日本",
+    "日",
+    "1",
+    "ab",
+    "AB",
+    "Ab",
+    "ba",
+    "b",
+    "a",
+    "cd",
+    "CD",
+    "x",
+    "x1",
+    "X1",
+    "class",
+    "ipsumdolor",
+    "IPSUMdolor",
 ];
 
 const LISTS: [ListName; 4] = ListName::ALL;
@@ -291,6 +337,21 @@ proptest! {
         prop_assert_eq!(&got, &want, "text {:?}", text);
         let lists = want.iter().fold(ListSet::EMPTY, |acc, h| acc.union(h.lists));
         prop_assert_eq!(scanner.matching_lists(&text, enabled), lists);
+    }
+
+    /// (d) again with the text shifted by a lead of filler words, so that phrases start at
+    /// every offset of the scanner's 64-byte blocks and cross their edges.
+    #[test]
+    fn hits_equal_reference_at_any_block_offset(
+        (phrases, text) in phrases_and_text(),
+        lead in 0usize..140,
+        mode in mode(),
+    ) {
+        let (scanner, reference) = scanner_and_reference(&phrases, mode);
+        let filler: String = "ab x1 ".chars().cycle().take(lead).collect();
+        let text = format!("{filler}{text}{text}");
+        let got: Vec<Hit> = scanner.hits(&text, all_lists()).collect();
+        prop_assert_eq!(&got, &reference.hits(&text, all_lists()), "text {:?}", text);
     }
 
     /// Whole-word mode only: no redacted text holds a listed phrase as a whole word, checked

@@ -34,8 +34,8 @@ pub(crate) fn secrets(input: &RequestInput<'_, '_>) -> Vec<String> {
 /// The trimmed text between the first and the last delimiter, when there are two and it is
 /// not empty.
 fn between<'t>(text: &'t str, delimiter: &str) -> Option<&'t str> {
-    let first = text.find(delimiter)?;
-    let last = text.rfind(delimiter)?;
+    let first = memchr::memmem::find(text.as_bytes(), delimiter.as_bytes())?;
+    let last = memchr::memmem::rfind(text.as_bytes(), delimiter.as_bytes())?;
     if last < first + delimiter.len() {
         return None;
     }

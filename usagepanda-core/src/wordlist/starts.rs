@@ -102,6 +102,22 @@ pub(super) fn ascii_word_len(rest: &[u8]) -> Option<usize> {
     Some(len)
 }
 
+/// The length (at most 8) of the ASCII word that a window starts with, or `None` when that
+/// cannot be told from ASCII alone (as for [`ascii_word_len`]). Branch-free but for the end.
+#[inline]
+fn window_word_len(w: u64) -> Option<usize> {
+    let high = gather(w & HIGH);
+    let word = ascii_word_mask(w & !HIGH) & !high;
+    let len = word.trailing_ones() as usize;
+    if len == 8 {
+        return Some(8);
+    }
+    if len == 0 || high & (1 << len) != 0 {
+        return None;
+    }
+    Some(len)
+}
+
 /// Bits per table: 32 Ki, 4 KiB each, so a few hundred phrases set about 1.5% of them.
 const BITS: usize = 1 << 15;
 
@@ -181,13 +197,23 @@ impl StartFilter {
         };
         for p in patterns {
             let bytes = p.as_bytes();
-            // A phrase whose first word runs into non-ASCII needs no entry: text where it
-            // matches looks the same and always passes.
-            let Some(len) = ascii_word_len(bytes) else {
+            let len = bytes
+                .iter()
+                .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'_')
+                .count();
+            let non_ascii_next = bytes.get(len).is_some_and(|&b| b >= 0x80);
+            // A phrase starting with non-ASCII, or whose first word runs into non-ASCII within
+            // the window, needs no entry: text where it matches is uncertain and passes.
+            if len == 0 || non_ascii_next && len < 8 {
                 continue;
-            };
+            }
             let key = word_key(window(bytes), len);
             filter.first.insert(key);
+            if non_ascii_next {
+                // The window is all ASCII word bytes, but where the word ends is unknown.
+                filter.short.insert(key);
+                continue;
+            }
             let rest = &bytes[len..];
             if rest.len() >= 8 {
                 filter.rest8.insert(rest_key(key, window(rest)));
@@ -201,7 +227,8 @@ impl StartFilter {
     }
 
     /// Whether a phrase may begin at the start of `text`, whose first word is `len` bytes
-    /// long, all ASCII and followed by an ASCII byte or the end; `w` is its window.
+    /// long (or at least 8 when `len` is 8), all ASCII and followed by an ASCII byte or the
+    /// end; `w` is its window.
     #[inline]
     pub(super) fn may_start_word(&self, text: &[u8], w: u64, len: usize) -> bool {
         let key = word_key(w, len);
@@ -210,10 +237,18 @@ impl StartFilter {
 
     /// The second question, for a first word that begins some phrase.
     #[cold]
-    fn may_continue(&self, text: &[u8], after: usize, key: u64) -> bool {
+    fn may_continue(&self, text: &[u8], len: usize, key: u64) -> bool {
         if self.short.contains(key) {
             return true;
         }
+        let after = if len < 8 {
+            len
+        } else {
+            match ascii_word_len(text) {
+                Some(exact) => exact,
+                None => return true,
+            }
+        };
         let rest = window(text.get(after..).unwrap_or_default());
         self.rest8.contains(rest_key(key, rest)) || self.rest4.contains(rest_key(key, rest & LOW4))
     }
@@ -221,8 +256,9 @@ impl StartFilter {
     /// Whether a phrase may begin at the start of `text`, a word start.
     #[inline]
     pub(super) fn may_start(&self, text: &[u8]) -> bool {
-        match ascii_word_len(text) {
-            Some(len) => self.may_start_word(text, window(text), len),
+        let w = window(text);
+        match window_word_len(w) {
+            Some(len) => self.may_start_word(text, w, len),
             None => true,
         }
     }
@@ -270,6 +306,35 @@ mod tests {
     }
 
     #[test]
+    fn window_word_len_agrees_with_the_byte_loop() {
+        for text in [
+            "you are",
+            "you",
+            "x",
+            "something long",
+            "café au lait",
+            "été",
+            "ok—fine",
+            "ok, fine—",
+            "a_b1 c",
+            "12345678",
+            "1234567é",
+            "_",
+            "",
+        ] {
+            let bytes = text.as_bytes();
+            let expected = ascii_word_len(bytes).map(|n| n.min(8));
+            let expected = match ascii_word_len(&bytes[..bytes.len().min(8)]) {
+                // Within the first 8 bytes a word that runs to byte 8 has length 8 whatever
+                // follows.
+                Some(8) => Some(8),
+                _ => expected,
+            };
+            assert_eq!(window_word_len(window(bytes)), expected, "{text}");
+        }
+    }
+
+    #[test]
     fn word_len_knows_when_it_cannot_tell() {
         let len = |s: &str| ascii_word_len(s.as_bytes());
         assert_eq!(len("you are"), Some(3));
@@ -293,6 +358,7 @@ mod tests {
             "naïve",
             "developer mode enabled",
             "go die",
+            "ipsumdolorß",
         ];
         let filter = StartFilter::new(phrases);
         let passes = |text: &str| filter.may_start(text.as_bytes());
@@ -306,6 +372,7 @@ mod tests {
             "naïve",
             "developer mode enabled",
             "Go die",
+            "IPSUMDOLORß!",
         ] {
             assert!(passes(text), "{text}");
         }
