@@ -147,7 +147,7 @@ impl Proxy {
             body: Bytes::new(),
         };
         let context = self.context(peer, true);
-        let loaded = match self.inner.source.policy_for(&client.headers).await {
+        let loaded = match Box::pin(self.inner.source.policy_for(&client.headers)).await {
             Ok(loaded) => loaded,
             Err(e) => {
                 let outcome = local.refuse(&client, context, e.status(), &e.to_string(), e.kind());
@@ -159,7 +159,13 @@ impl Proxy {
             config_cached: loaded.cached,
             ..context
         };
-        match read_body(body, &client.headers, self.inner.options.max_body_bytes).await {
+        match Box::pin(read_body(
+            body,
+            &client.headers,
+            self.inner.options.max_body_bytes,
+        ))
+        .await
+        {
             Ok(bytes) => client.body = bytes,
             Err((status, message)) => {
                 let kind = if status == 413 {
@@ -173,7 +179,9 @@ impl Proxy {
                     .await;
             }
         }
-        match self.inner.driver.run(&policy, client, context).await {
+        // Boxed: the driver's future is most of an exchange's state, and the task future that
+        // `tokio::spawn` copies stays small.
+        match Box::pin(self.inner.driver.run(&policy, client, context)).await {
             Answer::Complete {
                 outcome,
                 upstream_headers,
@@ -232,13 +240,18 @@ impl Proxy {
         outcome.stats.metadata.latency = Some(latency);
         outcome.stats.metadata.time_to_first_byte = Some(latency);
         let stats = outcome.stats;
-        if self.inner.options.async_stats_upload {
+        // Only an upload the configuration says to wait for holds the answer; anything else
+        // is recorded by a tracked task once the answer is on its way.
+        let holds = !self.inner.options.async_stats_upload
+            && (self.inner.api.is_some() || self.inner.sink.holds_answer());
+        if !holds {
             let this = self.clone();
             self.inner
                 .tracker
                 .spawn(async move { this.record(stats, key).await });
         } else {
-            self.record(stats, key).await;
+            // Boxed: an upload's future is large and rarely needed inline.
+            Box::pin(self.record(stats, key)).await;
         }
         response
     }

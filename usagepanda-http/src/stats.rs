@@ -1,16 +1,19 @@
 //! Where stats records go: the [`StatsSink`] trait and its implementations.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use tokio::io::AsyncWriteExt;
 use tokio_util::task::TaskTracker;
 use usagepanda_core::StatsRecord;
 
 use crate::upstream::{Upstream, UpstreamRequest, collect_body};
+
+pub(crate) mod lines;
+
+use lines::{LineWriter, Target};
 
 /// Receives exactly one record per exchange.
 #[async_trait]
@@ -21,40 +24,63 @@ pub trait StatsSink: Send + Sync {
 
     /// Waits until every record handed over so far is written or uploaded.
     async fn flush(&self) {}
+
+    /// Whether [`record`](StatsSink::record) waits for an upload that the answer must wait
+    /// for too (`ASYNC_STATS_UPLOAD = false`, as in the original). Sinks that only write
+    /// locally say no, and the proxy records after answering.
+    fn holds_answer(&self) -> bool {
+        false
+    }
 }
 
 /// The original proxy's final log line on stdout: `{"level":"info","proxy_id":...,"message":{record}}`.
+///
+/// Lines are queued to one writer thread for the whole process (see [`lines`]), so an
+/// exchange never waits on stdout itself.
 #[derive(Debug, Default)]
 pub struct StdoutSink;
 
+/// The process's one stdout writer.
+fn stdout_writer() -> &'static LineWriter {
+    static WRITER: OnceLock<LineWriter> = OnceLock::new();
+    WRITER.get_or_init(|| LineWriter::start(Target::Stdout))
+}
+
 /// One log line in the original's shape.
 pub fn log_line(record: &StatsRecord) -> String {
-    let line = serde_json::json!({
-        "level": "info",
-        "proxy_id": record.metadata.proxy_id,
-        "message": record,
-    });
-    line.to_string()
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        level: &'static str,
+        proxy_id: &'a serde_json::Value,
+        message: &'a StatsRecord,
+    }
+    let line = Line {
+        level: "info",
+        proxy_id: &record.metadata.proxy_id,
+        message: record,
+    };
+    serde_json::to_string(&line).unwrap_or_else(|e| {
+        format!(r#"{{"level":"error","message":"cannot serialise a stats record: {e}"}}"#)
+    })
 }
 
 #[async_trait]
 impl StatsSink for StdoutSink {
     async fn record(&self, record: StatsRecord) {
-        let mut line = log_line(&record);
-        line.push('\n');
-        let mut out = tokio::io::stdout();
-        if let Err(e) = out.write_all(line.as_bytes()).await {
-            tracing::warn!(error = %e, "cannot write a stats record to stdout");
-        }
-        let _ = out.flush().await;
+        stdout_writer().write(log_line(&record)).await;
+    }
+
+    async fn flush(&self) {
+        stdout_writer().flush().await;
     }
 }
 
-/// Appends each record as one JSON line to a file.
+/// Appends each record as one JSON line to a file (created when missing), from a writer
+/// thread of its own.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
-    file: tokio::sync::Mutex<Option<tokio::fs::File>>,
+    writer: OnceLock<LineWriter>,
 }
 
 impl FileSink {
@@ -62,42 +88,25 @@ impl FileSink {
     pub fn new(path: impl Into<PathBuf>) -> FileSink {
         FileSink {
             path: path.into(),
-            file: tokio::sync::Mutex::new(None),
+            writer: OnceLock::new(),
         }
+    }
+
+    fn writer(&self) -> &LineWriter {
+        self.writer
+            .get_or_init(|| LineWriter::start(Target::File(self.path.clone())))
     }
 }
 
 #[async_trait]
 impl StatsSink for FileSink {
     async fn record(&self, record: StatsRecord) {
-        let mut line = record.to_json();
-        line.push('\n');
-        let mut guard = self.file.lock().await;
-        if guard.is_none() {
-            match tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await
-            {
-                Ok(f) => *guard = Some(f),
-                Err(e) => {
-                    tracing::error!(path = %self.path.display(), error = %e, "cannot open the stats file");
-                    return;
-                }
-            }
-        }
-        if let Some(file) = guard.as_mut()
-            && let Err(e) = file.write_all(line.as_bytes()).await
-        {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot write the stats file");
-        }
+        self.writer().write(record.to_json()).await;
     }
 
     async fn flush(&self) {
-        if let Some(file) = self.file.lock().await.as_mut() {
-            let _ = file.flush().await;
-            let _ = file.sync_data().await;
+        if let Some(writer) = self.writer.get() {
+            writer.flush().await;
         }
     }
 }
@@ -210,6 +219,10 @@ impl StatsSink for ApiSink {
         self.tracker.wait().await;
         self.tracker.reopen();
     }
+
+    fn holds_answer(&self) -> bool {
+        !self.asynchronous
+    }
 }
 
 /// Keeps records in memory (for tests and for services that ship records themselves).
@@ -261,6 +274,10 @@ impl StatsSink for FanOut {
         for sink in &self.0 {
             sink.flush().await;
         }
+    }
+
+    fn holds_answer(&self) -> bool {
+        self.0.iter().any(|sink| sink.holds_answer())
     }
 }
 
