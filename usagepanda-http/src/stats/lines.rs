@@ -163,6 +163,7 @@ fn run(target: Target, mut rx: mpsc::Receiver<Message>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, reason = "tests")]
 mod tests {
     use super::*;
 
