@@ -388,15 +388,26 @@ impl State {
         let moderation_body = moderation::request_body(&input);
         let mut found = Findings::default();
         let mut rewrites: Vec<Rewrite> = Vec::new();
-        if !self.settings.request_wordlist.is_empty() && self.endpoint != Endpoint::Moderations {
-            let stage = wordlists::stage(&policy, &self.settings.request_wordlist);
+        // One walk over the texts for the word lists and the reflection secrets together.
+        let stage = (!self.settings.request_wordlist.is_empty()
+            && self.endpoint != Endpoint::Moderations)
+            .then(|| wordlists::stage(&policy, &self.settings.request_wordlist));
+        let mut secrets = reflection::Secrets::new(&input);
+        if stage.is_some() || secrets.is_some() {
             view.visit_texts(&self.endpoint, &mut |t| {
-                if let Some(new) = stage.apply(t.text, &mut found) {
+                if let Some(stage) = &stage
+                    && let Some(new) = stage.apply(t.text, &mut found)
+                {
                     rewrites.push((t.slot.clone(), new));
+                }
+                if let Some(secrets) = &mut secrets {
+                    secrets.visit(&t);
                 }
             });
         }
-        self.secrets = reflection::secrets(&input);
+        self.secrets = secrets
+            .map(reflection::Secrets::into_found)
+            .unwrap_or_default();
         let autoreply_reply = autoreply.map(|(flag, rule)| {
             self.flags.push(flag);
             AutoReplyBody {

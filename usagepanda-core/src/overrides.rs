@@ -78,8 +78,8 @@ impl Settings {
             enforce_user_ids: config.policy_enforce_user_ids,
             retry_count: config.policy_retry_count,
             auto_moderate: config.policy_auto_moderate,
-            request_wordlist: config.policy_request_wordlist.clone(),
-            response_wordlist: config.policy_response_wordlist.clone(),
+            request_wordlist: config.policy_request_wordlist,
+            response_wordlist: config.policy_response_wordlist,
             prompt_reflection: config.policy_prompt_reflection,
         }
     }

@@ -416,7 +416,7 @@ impl StreamExchange {
     }
 
     fn record_flags(&mut self) {
-        let spec = self.state.settings.response_wordlist.clone();
+        let spec = self.state.settings.response_wordlist;
         if !self.state.flags.iter().any(|f| {
             f.kind == crate::verdict::FlagKind::Wordlists
                 && f.description.contains("Response matched")

@@ -134,9 +134,24 @@ pub struct AutoReplyRule {
 
 /// Which word lists apply and what each does, e.g. `profanity:block,dan:redact,custom:audit`.
 /// In TOML it may also be a table: `{ profanity = "block", dan = "redact" }`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Kept inline (at most one entry per list), so the per-exchange settings copy allocates
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WordlistSpec {
-    entries: Vec<(ListName, RuleAction)>,
+    /// The first `len` entries are the lists that are on, in [`ListName::ALL`] order; the rest
+    /// hold a fixed filler so that equality compares only what matters.
+    slots: [(ListName, RuleAction); 4],
+    len: u8,
+}
+
+impl Default for WordlistSpec {
+    fn default() -> WordlistSpec {
+        WordlistSpec {
+            slots: [(ListName::Profanity, RuleAction::Audit); 4],
+            len: 0,
+        }
+    }
 }
 
 /// A wordlist specification that does not parse.
@@ -173,18 +188,23 @@ impl WordlistSpec {
 
     /// Sets a list's action, keeping the stricter one when the list is already present.
     pub fn set(&mut self, list: ListName, action: RuleAction) {
-        match self.entries.iter_mut().find(|(l, _)| *l == list) {
+        let len = usize::from(self.len);
+        match self.slots[..len].iter_mut().find(|(l, _)| *l == list) {
             Some((_, existing)) => *existing = (*existing).max(action),
             None => {
-                self.entries.push((list, action));
-                self.entries.sort_by_key(|(l, _)| *l);
+                // Four lists, four slots: a list not yet present always has room.
+                if let Some(slot) = self.slots.get_mut(len) {
+                    *slot = (list, action);
+                    self.len += 1;
+                    self.slots[..=len].sort_by_key(|(l, _)| *l);
+                }
             }
         }
     }
 
     /// The action for a list, if it is on.
     pub fn action(&self, list: ListName) -> Option<RuleAction> {
-        self.entries
+        self.entries()
             .iter()
             .find(|(l, _)| *l == list)
             .map(|(_, a)| *a)
@@ -192,18 +212,18 @@ impl WordlistSpec {
 
     /// The lists that are on, with their actions, in [`ListName::ALL`] order.
     pub fn entries(&self) -> &[(ListName, RuleAction)] {
-        &self.entries
+        &self.slots[..usize::from(self.len).min(4)]
     }
 
     /// Whether no list is on.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// Per list, the stricter of the two specs (used by `header_overrides = "tighten"`).
     pub fn tightened_by(&self, other: &WordlistSpec) -> WordlistSpec {
-        let mut out = self.clone();
-        for (list, action) in &other.entries {
+        let mut out = *self;
+        for (list, action) in other.entries() {
             out.set(*list, *action);
         }
         out
@@ -212,7 +232,7 @@ impl WordlistSpec {
 
 impl fmt::Display for WordlistSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (list, action)) in self.entries.iter().enumerate() {
+        for (i, (list, action)) in self.entries().iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }

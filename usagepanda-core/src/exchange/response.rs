@@ -47,7 +47,7 @@ impl PendingUpstream {
             return state.pass_through(status, body);
         }
         let reflector = reflector(&state);
-        let spec = state.settings.response_wordlist.clone();
+        let spec = state.settings.response_wordlist;
         let spec = &spec;
         let active = state.endpoint.is_generation() && (!spec.is_empty() || reflector.is_some());
         if !active {

@@ -6,29 +6,49 @@ use super::RequestInput;
 use crate::config::RuleAction;
 use crate::endpoint::Endpoint;
 use crate::filter::{Matcher, Stage};
+use crate::openai::text::TextRef;
 use crate::verdict::{Flag, FlagKind};
 use crate::wordlist::{Hit, ListSet};
 
-/// The protected parts of the prompt.
-pub(crate) fn secrets(input: &RequestInput<'_, '_>) -> Vec<String> {
-    if input.settings.prompt_reflection.action().is_none() || !input.endpoint.is_generation() {
-        return Vec::new();
+/// Collects the protected parts while the request's texts are visited (so that a request is
+/// walked once for word lists and reflection together).
+pub(crate) struct Secrets<'i> {
+    endpoint: &'i Endpoint,
+    delimiter: &'i str,
+    found: Vec<String>,
+}
+
+impl<'i> Secrets<'i> {
+    /// A collector, when reflection is on for this request.
+    pub(crate) fn new(input: &RequestInput<'i, '_>) -> Option<Secrets<'i>> {
+        if input.settings.prompt_reflection.action().is_none() || !input.endpoint.is_generation() {
+            return None;
+        }
+        Some(Secrets {
+            endpoint: input.endpoint,
+            delimiter: input.config.prompt_reflection_delimeter.as_str(),
+            found: Vec::new(),
+        })
     }
-    let delimiter = input.config.prompt_reflection_delimeter.as_str();
-    let mut out = Vec::new();
-    input.view.visit_texts(input.endpoint, &mut |t| {
-        let protected = match input.endpoint {
+
+    /// Looks at one text.
+    pub(crate) fn visit(&mut self, t: &TextRef<'_>) {
+        let protected = match self.endpoint {
             Endpoint::Completions => t.slot_is_prompt(),
             _ => matches!(t.role, Some("system" | "developer")),
         };
         if protected
-            && let Some(secret) = between(t.text, delimiter)
-            && !out.iter().any(|s| s == secret)
+            && let Some(secret) = between(t.text, self.delimiter)
+            && !self.found.iter().any(|s| s == secret)
         {
-            out.push(secret.to_owned());
+            self.found.push(secret.to_owned());
         }
-    });
-    out
+    }
+
+    /// The protected parts, in order of appearance.
+    pub(crate) fn into_found(self) -> Vec<String> {
+        self.found
+    }
 }
 
 /// The trimmed text between the first and the last delimiter, when there are two and it is
