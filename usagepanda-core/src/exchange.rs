@@ -313,8 +313,8 @@ impl Policy {
         let metadata = Metadata {
             proxy_id: self.config().proxy_id.clone(),
             ip_address: context.ip_address.clone(),
-            user_agent: header_text(&request.headers, http::header::USER_AGENT.as_str()),
-            organization: header_text(&request.headers, "openai-organization"),
+            user_agent: header_text(&request.headers, &http::header::USER_AGENT),
+            organization: header_text(&request.headers, &OPENAI_ORGANIZATION),
             trace_id: None,
             ..Metadata::default()
         };
@@ -607,7 +607,10 @@ pub(crate) fn rewrite_and_clear(
     Ok(Some(Bytes::from(out)))
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+/// `openai-organization`, as a constant (a lookup by `&str` parses the name first).
+const OPENAI_ORGANIZATION: http::HeaderName = http::HeaderName::from_static("openai-organization");
+
+fn header_text(headers: &HeaderMap, name: &http::HeaderName) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

@@ -148,17 +148,17 @@ impl Policy {
     /// Checks a request alone: every request rule, with `moderation` as the moderation
     /// endpoint's answer when auto-moderation applies (`None` counts as a failed call, which
     /// `MODERATION_FAIL_OPEN` decides). The upstream is not involved.
+    ///
+    /// The body is taken as [`Bytes`]: a `Vec<u8>`, `String`, `Bytes` or static slice is used
+    /// without copying; borrowed bytes go through `Bytes::copy_from_slice`.
     pub fn check_request(
         &self,
         path: &str,
         headers: &HeaderMap,
-        body: &[u8],
+        body: impl Into<Bytes>,
         moderation: Option<&ModerationResult>,
     ) -> Verdict {
-        let result = moderation.cloned().unwrap_or_else(|| {
-            ModerationResult::Failed("no moderation result was given".to_owned())
-        });
-        match self.request_side(path, headers, body, &result) {
+        match self.request_side(path, headers, body.into(), moderation) {
             Ok(pending) => pending.request_verdict(),
             Err(outcome) => outcome.verdict(),
         }
@@ -171,18 +171,16 @@ impl Policy {
         &self,
         path: &str,
         headers: &HeaderMap,
-        request_body: &[u8],
+        request_body: impl Into<Bytes>,
         status: u16,
-        response_body: &[u8],
+        response_body: impl Into<Bytes>,
     ) -> Verdict {
         let passed = ModerationResult::Verdict(ModerationVerdict {
             flagged: false,
             categories: Vec::new(),
         });
-        match self.request_side(path, headers, request_body, &passed) {
-            Ok(pending) => pending
-                .resume(status, Bytes::copy_from_slice(response_body))
-                .verdict(),
+        match self.request_side(path, headers, request_body.into(), Some(&passed)) {
+            Ok(pending) => pending.resume(status, response_body.into()).verdict(),
             Err(outcome) => outcome.verdict(),
         }
     }
@@ -193,19 +191,24 @@ impl Policy {
         &self,
         path: &str,
         headers: &HeaderMap,
-        body: &[u8],
-        moderation: &ModerationResult,
+        body: Bytes,
+        moderation: Option<&ModerationResult>,
     ) -> Result<PendingUpstream, Box<Outcome>> {
         let request = ClientRequest {
             method: Method::POST,
             path: path.to_owned(),
             headers: headers.clone(),
-            body: Bytes::copy_from_slice(body),
+            body,
         };
         let mut step = self.begin(request, Context::offline());
         loop {
             match step {
-                Step::Moderate(pending) => step = pending.resume(moderation.clone()),
+                Step::Moderate(pending) => {
+                    let result = moderation.cloned().unwrap_or_else(|| {
+                        ModerationResult::Failed("no moderation result was given".to_owned())
+                    });
+                    step = pending.resume(result);
+                }
                 Step::Forward(pending) => return Ok(pending),
                 Step::Finish(outcome) => return Err(Box::new(outcome)),
             }

@@ -613,7 +613,7 @@ proptest! {
         let verdict = policy.check_request(
             "/v1/chat/completions",
             &http::HeaderMap::new(),
-            body.as_bytes(),
+            body.clone(),
             None,
         );
         prop_assert_eq!(verdict.decision(), Decision::Allow);
@@ -672,8 +672,7 @@ fn bypass_is_not_profanity() {
         "messages": [{"role": "user", "content": "Can I bypass the content filters on my home router?"}]
     });
     let body = serde_json::to_vec(&body).unwrap();
-    let verdict =
-        policy.check_request("/v1/chat/completions", &http::HeaderMap::new(), &body, None);
+    let verdict = policy.check_request("/v1/chat/completions", &http::HeaderMap::new(), body, None);
     assert_eq!(verdict.decision(), Decision::Allow, "{:?}", verdict.flags());
     assert!(verdict.flags().is_empty(), "{:?}", verdict.flags());
 }

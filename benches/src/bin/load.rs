@@ -72,9 +72,10 @@ fn sse_body() -> String {
     out
 }
 
-const PASS_THROUGH: &str = "LOCAL_MODE = true\nSTATS_SINK = \"none\"\n";
+// Both proxies keep the default stats sink (one JSON line per exchange on stdout, which the
+// harness sends to /dev/null): logging is part of what a user runs.
+const PASS_THROUGH: &str = "LOCAL_MODE = true\n";
 const ALL_POLICIES: &str = r#"LOCAL_MODE = true
-STATS_SINK = "none"
 POLICY_MAX_TOKENS = 1024
 POLICY_ENFORCE_USER_IDS = true
 POLICY_REQUEST_WORDLIST = "profanity:redact,adult:block,dan:block"
