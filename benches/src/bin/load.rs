@@ -301,10 +301,15 @@ async fn run_mock() -> Result<()> {
     Ok(())
 }
 
+/// Whether the servers are pinned to CPUs (`taskset` exists and `USAGEPANDA_LOAD_PIN` is not
+/// `0`).
+fn pinning() -> bool {
+    std::env::var("USAGEPANDA_LOAD_PIN").map_or(true, |v| v != "0")
+        && Command::new("taskset").arg("--version").output().is_ok()
+}
+
 fn pin_command(program: &std::path::Path, cpu: &str) -> Command {
-    let pinned = std::env::var("USAGEPANDA_LOAD_PIN").map_or(true, |v| v != "0")
-        && Command::new("taskset").arg("--version").output().is_ok();
-    if pinned {
+    if pinning() {
         let mut c = Command::new("taskset");
         c.args(["-c", cpu]).arg(program);
         c
@@ -372,8 +377,13 @@ async fn main() -> Result<()> {
         ("pass-through", plain.addr),
         ("all policies", policies.addr),
     ];
+    let placement = if pinning() {
+        "proxy (CPU 0) and mock (CPU 1)"
+    } else {
+        "proxy and mock (not pinned)"
+    };
     println!(
-        "usagepanda load harness: {seconds} s per scenario (first 20% discarded), loopback; proxy (CPU 0) and mock (CPU 1) each a process with 1 worker"
+        "usagepanda load harness: {seconds} s per scenario (first 20% discarded), loopback; {placement} each a process with 1 worker"
     );
     println!();
     println!(
