@@ -368,13 +368,17 @@ impl Scanner {
                 // is looked at in the text itself, which may go on past `ahead`.
                 let mut eight = [0; 8];
                 eight.copy_from_slice(&ahead[i..i + 8]);
-                let at = rest.get(i..).unwrap_or_default();
+                let w = u64::from_le_bytes(eight);
                 // The word's length, when it ends inside the block.
                 let len = (!(mask >> i)).trailing_zeros() as usize;
                 let may = if i + len < 64 {
-                    filter.may_start_word(at, u64::from_le_bytes(eight), len)
+                    // The first question inline; the text is only looked at past the window
+                    // for the few words it lets through.
+                    filter.first_word(w, len).is_some_and(|key| {
+                        filter.may_continue(rest.get(i..).unwrap_or_default(), len, key)
+                    })
                 } else {
-                    filter.may_start(at)
+                    filter.may_start(rest.get(i..).unwrap_or_default())
                 };
                 if may && let Some(hit) = self.best_anchored(text, p + i, enabled) {
                     return Some(hit);

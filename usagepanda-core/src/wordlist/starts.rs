@@ -231,13 +231,21 @@ impl StartFilter {
     /// end; `w` is its window.
     #[inline]
     pub(super) fn may_start_word(&self, text: &[u8], w: u64, len: usize) -> bool {
-        let key = word_key(w, len);
-        self.first.contains(key) && self.may_continue(text, len, key)
+        self.first_word(w, len)
+            .is_some_and(|key| self.may_continue(text, len, key))
     }
 
-    /// The second question, for a first word that begins some phrase.
+    /// The first question alone: the first word's key when that word begins some phrase.
+    #[inline]
+    pub(super) fn first_word(&self, w: u64, len: usize) -> Option<u64> {
+        let key = word_key(w, len);
+        self.first.contains(key).then_some(key)
+    }
+
+    /// The second question, for a first word that begins some phrase (`key` from
+    /// [`first_word`](Self::first_word)): can what follows it in `text` continue one?
     #[cold]
-    fn may_continue(&self, text: &[u8], len: usize, key: u64) -> bool {
+    pub(super) fn may_continue(&self, text: &[u8], len: usize, key: u64) -> bool {
         if self.short.contains(key) {
             return true;
         }
