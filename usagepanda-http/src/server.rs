@@ -242,9 +242,11 @@ impl Proxy {
         let stats = outcome.stats;
         // Only an upload the configuration says to wait for holds the answer; anything else
         // is recorded by a tracked task once the answer is on its way.
+        // Past `MAX_PENDING_RECORDS` waiting records (a stalled stdout reader, a slow upload)
+        // the answer waits for its record too: the proxy slows down instead of piling them up.
         let holds = !self.inner.options.async_stats_upload
             && (self.inner.api.is_some() || self.inner.sink.holds_answer());
-        if !holds {
+        if !holds && self.inner.tracker.len() < MAX_PENDING_RECORDS {
             let this = self.clone();
             self.inner
                 .tracker
@@ -347,6 +349,9 @@ fn copy_upstream_headers(into: &mut HeaderMap, from: &HeaderMap) {
     }
 }
 
+/// Stats records waiting to be handed to the sink, at most, before answers wait for theirs.
+const MAX_PENDING_RECORDS: usize = 4096;
+
 /// Serves the proxy on `listener` until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish (up to `grace`) and flushes stats.
 pub async fn serve(
@@ -400,7 +405,11 @@ pub async fn serve(
     {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
-    proxy.flush().await;
+    // Bounded like the requests: a stats reader that stopped reading must not keep the
+    // process from exiting.
+    if tokio::time::timeout(grace, proxy.flush()).await.is_err() {
+        tracing::error!("stats records were not all written within the grace period");
+    }
     Ok(())
 }
 

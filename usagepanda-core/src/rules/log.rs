@@ -59,9 +59,44 @@ fn keep_with_usage(body: &[u8], drop: &[&str]) -> (Option<Box<RawValue>>, Option
         .ok()
         .filter(|_| de.end().is_ok());
     match kept {
-        Some((json, usage)) => (RawValue::from_string(json).ok(), usage),
+        Some((json, usage)) => {
+            let usage = usage.and_then(|u| {
+                let text = single_line(String::from(u.get()));
+                RawValue::from_string(text).ok()
+            });
+            (RawValue::from_string(single_line(json)).ok(), usage)
+        }
         None => (fallback(body), None),
     }
+}
+
+/// Raw JSON on one line: a record is one line of a JSON-lines log, but kept fields are copied
+/// as the client or upstream wrote them, and pretty-printed JSON has line breaks. A line break
+/// can only be white space between tokens (inside strings it is escaped), so white space
+/// outside strings is dropped; everything else stays byte for byte (numbers keep their
+/// spelling). Text without a line break is returned as it is.
+fn single_line(json: String) -> String {
+    if memchr::memchr2(b'\n', b'\r', json.as_bytes()).is_none() {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A body that is not a JSON object, kept as a JSON string (at most 4 KiB).
@@ -120,6 +155,28 @@ mod tests {
             full.as_deref(),
             Some(std::str::from_utf8(body).unwrap_or_default())
         );
+    }
+
+    #[test]
+    fn pretty_printed_bodies_are_kept_on_one_line() {
+        let body = b"{\n  \"id\": \"c1\",\r\n  \"note\": \"a \\\"quoted\\\" line\\nbreak\",\n  \"usage\": {\n    \"prompt_tokens\": 9,\n    \"total\": 1.50e3\n  },\n  \"choices\": []\n}";
+        let (kept, usage) = response_parts(&Endpoint::ChatCompletions, body, false);
+        let kept = kept.map(|r| r.get().to_owned());
+        assert_eq!(
+            kept.as_deref(),
+            Some(
+                r#"{"id":"c1","note":"a \"quoted\" line\nbreak","usage":{"prompt_tokens":9,"total":1.50e3}}"#
+            )
+        );
+        let usage = usage.map(|r| r.get().to_owned());
+        assert_eq!(
+            usage.as_deref(),
+            Some(r#"{"prompt_tokens":9,"total":1.50e3}"#)
+        );
+        // Compact bodies are copied as they are, spaces included.
+        let spaced = br#"{"model": "m", "user": "u"}"#;
+        let kept = request_record(spaced, true).map(|r| r.get().to_owned());
+        assert_eq!(kept.as_deref(), Some(r#"{"model":"m","user":"u"}"#));
     }
 
     #[test]

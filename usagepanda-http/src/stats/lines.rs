@@ -109,20 +109,30 @@ impl Output {
                 }
             }
             Target::File(path) => {
-                if self.file.is_none() {
-                    match File::options().create(true).append(true).open(path) {
-                        Ok(file) => self.file = Some(file),
-                        Err(e) => {
-                            tracing::error!(path = %path.display(), error = %e, "cannot open the stats file");
-                            return;
+                // A failed write is tried once more on a freshly opened file (the file may
+                // have been rotated or its disk briefly full) before the batch is given up.
+                for attempt in 0..2 {
+                    if self.file.is_none() {
+                        match File::options().create(true).append(true).open(path) {
+                            Ok(file) => self.file = Some(file),
+                            Err(e) => {
+                                tracing::error!(path = %path.display(), error = %e, "cannot open the stats file");
+                                return;
+                            }
                         }
                     }
-                }
-                if let Some(file) = &mut self.file
-                    && let Err(e) = file.write_all(bytes)
-                {
-                    tracing::error!(path = %path.display(), error = %e, "cannot write the stats file");
-                    self.file = None;
+                    let Some(file) = &mut self.file else {
+                        return;
+                    };
+                    match file.write_all(bytes) {
+                        Ok(()) => return,
+                        Err(e) => {
+                            if attempt == 1 {
+                                tracing::error!(path = %path.display(), error = %e, "cannot write the stats file; records lost");
+                            }
+                            self.file = None;
+                        }
+                    }
                 }
             }
         }
