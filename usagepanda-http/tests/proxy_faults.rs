@@ -759,3 +759,59 @@ async fn client_errors_from_upstream_are_not_retried() {
     })
     .await;
 }
+
+// ----------------------------------------------------------------------------------------------
+// Stats lines
+// ----------------------------------------------------------------------------------------------
+
+/// An upstream that pretty-prints its JSON (line breaks between tokens) still gives one stats
+/// line per exchange, each a whole JSON record, in the file sink; the client gets the body as
+/// the upstream sent it.
+#[tokio::test]
+async fn pretty_printed_answers_give_one_stats_line_each() {
+    within("test", async {
+        let mock = MockServer::start().await;
+        let pretty = serde_json::to_string_pretty(&chat_completion("line one\nline two"))
+            .expect("pretty JSON");
+        assert!(pretty.contains('\n'));
+        Mock::given(method("POST"))
+            .and(path(CHAT))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "application/json")
+                    .set_body_string(pretty.clone()),
+            )
+            .mount(&mock)
+            .await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("stats.jsonl");
+        let file_sink = std::sync::Arc::new(usagepanda_http::FileSink::new(&file));
+        let server = Server::start_with(
+            config(&mock.uri(), json!({"POLICY_LOG_RESPONSE": true})),
+            driver(),
+            Some(file_sink.clone()),
+        )
+        .await;
+
+        for _ in 0..3 {
+            let reply = server.post_json(CHAT, &chat_request("hi")).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            assert_eq!(reply.text(), pretty);
+        }
+        server.records(3).await;
+        server.stop().await.expect("serve stops cleanly");
+        usagepanda_http::StatsSink::flush(file_sink.as_ref()).await;
+        let written = std::fs::read_to_string(&file).expect("stats file written");
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(lines.len(), 3, "{written}");
+        for line in lines {
+            let record: serde_json::Value = serde_json::from_str(line).expect("a JSON record");
+            assert_eq!(
+                content_of(&record["response"]),
+                "line one\nline two",
+                "{line}"
+            );
+        }
+    })
+    .await;
+}
