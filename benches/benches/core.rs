@@ -438,6 +438,15 @@ fn benches(c: &mut Criterion) {
         .expect("matches to redact");
     assert!(redacted.len() == dirty_text.len());
 
+    // The same prose with typographic punctuation every ~48 bytes, as model output has it.
+    let typographic = prose_with(1 << 20, 48, "don’t — “really”");
+    assert!(
+        policy
+            .scanner()
+            .matching_lists(&typographic, all)
+            .is_empty()
+    );
+
     let mut group = c.benchmark_group("wordlist");
     group
         .measurement_time(Duration::from_secs(5))
@@ -446,6 +455,14 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(text.len() as u64));
     group.bench_function("matching_lists/1MiB_clean", |b| {
         b.iter(|| policy.scanner().matching_lists(black_box(&text), all));
+    });
+    group.throughput(Throughput::Bytes(typographic.len() as u64));
+    group.bench_function("matching_lists/1MiB_typographic", |b| {
+        b.iter(|| {
+            policy
+                .scanner()
+                .matching_lists(black_box(&typographic), all)
+        });
     });
     group.throughput(Throughput::Bytes(dirty_text.len() as u64));
     group.bench_function("redact/1MiB_match_every_4KiB", |b| {

@@ -331,12 +331,11 @@ impl Scanner {
         filter: &StartFilter,
     ) -> Option<Hit> {
         let bytes = text.as_bytes();
-        let mut prev_word = text[..from].chars().next_back().is_some_and(is_word_char);
         let mut p = from;
-        // 64 ASCII bytes at a time: a bit mask of word bytes gives the word starts and each
-        // word's length without a branch per byte. The last block is padded with zeros (not
-        // word bytes, like the end of the text). The windows are read in place: copying the
-        // bytes first would stall every unaligned load that follows.
+        // 64 bytes at a time: bit masks of word bytes (and of non-ASCII bytes) give the word
+        // starts and each word's length without a branch per byte. The last block is padded
+        // with zeros (not word bytes, like the end of the text). The windows are read in
+        // place: copying the bytes first would stall every unaligned load that follows.
         let mut padded = [0u8; 72];
         while p < bytes.len() {
             let rest = &bytes[p..];
@@ -351,27 +350,126 @@ impl Scanner {
                 }
             };
             let (block, _) = ahead.split_first_chunk::<64>().unwrap_or((&[0; 64], &[]));
-            let Some(mask) = starts::block_word_mask(block) else {
-                // Non-ASCII text in this block: character by character.
-                let (next, prev, hit) =
-                    self.scan_chars(text, p, p + 64, prev_word, enabled, filter);
-                if hit.is_some() {
-                    return hit;
+            // The byte before the block: an ASCII word byte, or part of a non-ASCII character
+            // (which the exact check decodes).
+            let before = p.checked_sub(1).and_then(|b| bytes.get(b)).copied();
+            let before_word =
+                u64::from(before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            let before_high = u64::from(before.is_some_and(|b| b >= 0x80));
+            let hit = match starts::block_word_mask(block) {
+                Some(mask) => {
+                    // All ASCII: the tight loop, after the one position that may follow a
+                    // non-ASCII character of the block before.
+                    let starts = mask & !(mask << 1 | before_word | before_high);
+                    let exact = mask & before_high;
+                    if exact != 0
+                        && let Some(hit) =
+                            self.scan_block(text, p, ahead, mask, 0, 0, exact, enabled, filter)
+                    {
+                        return Some(hit);
+                    }
+                    self.scan_ascii_block(text, p, ahead, mask, starts, enabled, filter)
                 }
-                (p, prev_word) = (next, prev);
-                continue;
+                None => {
+                    // Non-ASCII text in the block: ASCII words next to ASCII are still decided
+                    // from the masks; the positions next to a non-ASCII character are decided
+                    // by decoding the characters.
+                    let masks = starts::block_masks(block);
+                    let before_words = masks.word << 1 | before_word;
+                    let before_highs = masks.high << 1 | before_high;
+                    let starts = masks.word & !before_words & !before_highs;
+                    let exact = (masks.word & before_highs) | (masks.lead & !before_words);
+                    let (word, high) = (masks.word, masks.high);
+                    self.scan_block(text, p, ahead, word, high, starts, exact, enabled, filter)
+                }
             };
-            let mut starts = mask & !(mask << 1 | u64::from(prev_word));
-            while starts != 0 {
-                let i = starts.trailing_zeros() as usize % 64;
-                // The window comes from `ahead` (no bounds to check); what follows the word
-                // is looked at in the text itself, which may go on past `ahead`.
+            if hit.is_some() {
+                return hit;
+            }
+            p += 64;
+        }
+        None
+    }
+
+    /// The word starts of an all-ASCII block (`mask`: its word bytes).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the scan's hot loop, kept in one place"
+    )]
+    #[inline]
+    fn scan_ascii_block(
+        &self,
+        text: &str,
+        p: usize,
+        ahead: &[u8; 72],
+        mask: u64,
+        mut starts: u64,
+        enabled: ListSet,
+        filter: &StartFilter,
+    ) -> Option<Hit> {
+        let rest = text.as_bytes().get(p..).unwrap_or_default();
+        while starts != 0 {
+            let i = starts.trailing_zeros() as usize % 64;
+            let mut eight = [0; 8];
+            eight.copy_from_slice(&ahead[i..i + 8]);
+            let w = u64::from_le_bytes(eight);
+            // The word's length, when it ends inside the block.
+            let len = (!(mask >> i)).trailing_zeros() as usize;
+            let may = if i + len < 64 {
+                // The first question inline; the text is only looked at past the window for
+                // the few words it lets through.
+                filter.first_word(w, len).is_some_and(|key| {
+                    filter.may_continue(rest.get(i..).unwrap_or_default(), len, key)
+                })
+            } else {
+                filter.may_start(rest.get(i..).unwrap_or_default())
+            };
+            if may && let Some(hit) = self.best_anchored(text, p + i, enabled) {
+                return Some(hit);
+            }
+            starts &= starts - 1;
+        }
+        None
+    }
+
+    /// One block of the word-start scan. `word` and `high` mark the ASCII word bytes and the
+    /// non-ASCII bytes; `starts` are certain word starts (an ASCII word byte after an ASCII
+    /// non-word byte); `exact` are positions that may start a word but need the characters
+    /// around them decoded.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the scan's hot loop, kept in one place"
+    )]
+    #[inline]
+    fn scan_block(
+        &self,
+        text: &str,
+        p: usize,
+        ahead: &[u8; 72],
+        word: u64,
+        high: u64,
+        starts: u64,
+        exact: u64,
+        enabled: ListSet,
+        filter: &StartFilter,
+    ) -> Option<Hit> {
+        let rest = text.as_bytes().get(p..).unwrap_or_default();
+        let mut todo = starts | exact;
+        while todo != 0 {
+            let i = todo.trailing_zeros() as usize % 64;
+            let may = if starts >> i & 1 == 1 {
                 let mut eight = [0; 8];
                 eight.copy_from_slice(&ahead[i..i + 8]);
                 let w = u64::from_le_bytes(eight);
-                // The word's length, when it ends inside the block.
-                let len = (!(mask >> i)).trailing_zeros() as usize;
-                let may = if i + len < 64 {
+                // The ASCII word's length, when it ends inside the block.
+                let len = (!(word >> i)).trailing_zeros() as usize;
+                let end = i + len;
+                // Whether the word ends there: before an ASCII byte, or before a non-ASCII
+                // character that is not a letter (`’`, `—`); before a non-ASCII letter it goes
+                // on, and the automaton decides.
+                let ends =
+                    end < 64 && (high >> end & 1 == 0 || !self.continues_word(text, p + end));
+                if ends {
                     // The first question inline; the text is only looked at past the window
                     // for the few words it lets through.
                     filter.first_word(w, len).is_some_and(|key| {
@@ -379,67 +477,36 @@ impl Scanner {
                     })
                 } else {
                     filter.may_start(rest.get(i..).unwrap_or_default())
-                };
-                if may && let Some(hit) = self.best_anchored(text, p + i, enabled) {
-                    return Some(hit);
                 }
-                starts &= starts - 1;
+            } else {
+                self.is_word_start(text, p + i)
+                    && filter.may_start(rest.get(i..).unwrap_or_default())
+            };
+            if may && let Some(hit) = self.best_anchored(text, p + i, enabled) {
+                return Some(hit);
             }
-            prev_word = mask >> 63 != 0;
-            p += 64;
+            todo &= todo - 1;
         }
         None
     }
 
-    /// The word-start scan of `text[p..end]` (continuing past `end` to a character boundary),
-    /// eight ASCII bytes or one character at a time. Returns where it stopped, whether the last
-    /// character was a word character, and the first hit.
-    fn scan_chars(
-        &self,
-        text: &str,
-        mut p: usize,
-        end: usize,
-        mut prev_word: bool,
-        enabled: ListSet,
-        filter: &StartFilter,
-    ) -> (usize, bool, Option<Hit>) {
-        let bytes = text.as_bytes();
-        let end = end.min(bytes.len());
-        while p < end {
-            if let Some(chunk) = bytes.get(p..p + 8) {
-                let v = starts::window(chunk);
-                if v & starts::HIGH == 0 {
-                    let mask = starts::ascii_word_mask(v);
-                    let mut starts = mask & !(mask << 1 | u8::from(prev_word));
-                    while starts != 0 {
-                        let q = p + starts.trailing_zeros() as usize;
-                        if filter.may_start(&bytes[q..])
-                            && let Some(hit) = self.best_anchored(text, q, enabled)
-                        {
-                            return (q, false, Some(hit));
-                        }
-                        starts &= starts - 1;
-                    }
-                    prev_word = mask & 0x80 != 0;
-                    p += 8;
-                    continue;
-                }
-            }
-            let Some(c) = text[p..].chars().next() else {
-                break;
-            };
-            let word = is_word_char(c);
-            if word
-                && !prev_word
-                && filter.may_start(&bytes[p..])
-                && let Some(hit) = self.best_anchored(text, p, enabled)
-            {
-                return (p, false, Some(hit));
-            }
-            prev_word = word;
-            p += c.len_utf8();
-        }
-        (p, prev_word, None)
+    /// Whether the character at byte `at` (a character boundary) is a word character.
+    #[cold]
+    fn continues_word(&self, text: &str, at: usize) -> bool {
+        text.get(at..)
+            .and_then(|t| t.chars().next())
+            .is_some_and(is_word_char)
+    }
+
+    /// Whether a word starts at byte `at` (a character boundary): a word character with no
+    /// word character before it.
+    #[cold]
+    fn is_word_start(&self, text: &str, at: usize) -> bool {
+        let (Some(before), Some(after)) = (text.get(..at), text.get(at..)) else {
+            return false;
+        };
+        after.chars().next().is_some_and(is_word_char)
+            && !before.chars().next_back().is_some_and(is_word_char)
     }
 
     /// The longest acceptable phrase starting exactly at `start`: walks the anchored automaton
@@ -600,8 +667,18 @@ pub(crate) fn live(dfa: &NFA, text: &[u8], at: usize) -> bool {
 }
 
 /// A word character: a letter, a digit (any script) or `_`.
+#[inline]
 pub fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || c == '_';
+    }
+    // General Punctuation (typographic quotes and dashes, `’ “ ” — …`, the most common
+    // non-ASCII characters in model output) holds no letter or digit: skip the Unicode
+    // tables, whose lookup is a search. (A test checks every character of the block.)
+    if ('\u{2000}'..='\u{206f}').contains(&c) {
+        return false;
+    }
+    c.is_alphanumeric()
 }
 
 fn next_char_boundary(text: &str, at: usize) -> usize {
@@ -661,6 +738,13 @@ mod tests {
         let out = s.redact("ünï DARN café darn—darn", all(), "****");
         assert_eq!(out.as_deref(), Some("ünï **** café ****—****"));
         assert_eq!(s.redact("nothing here", all(), "****"), None);
+    }
+
+    #[test]
+    fn word_characters_are_letters_digits_and_underscore_everywhere() {
+        for c in (0..=0x30000u32).filter_map(char::from_u32) {
+            assert_eq!(is_word_char(c), c.is_alphanumeric() || c == '_', "{c:?}");
+        }
     }
 
     #[test]

@@ -136,12 +136,16 @@ const SYLLABLES: &[&str] = &[
     "ipsumdolor",
 ];
 /// What joins syllables inside a phrase.
-const JOINERS: &[&str] = &["", "", "", " ", "-", ".", "*"];
+const JOINERS: &[&str] = &["", "", "", " ", "-", ".", "*", "’", " — "];
 /// What may stand before or after a phrase (spaces get trimmed by the scanner).
 const EDGES: &[&str] = &["", "", "", "", " ", "-", "'", ".", "*"];
 /// Text tokens besides the phrases themselves: fragments, case variants, unicode letters,
 /// punctuation, spaces.
 const TOKENS: &[&str] = &[
+    "’",
+    "—",
+    "’s",
+    "\u{a0}",
     " ",
     " ",
     " ",

@@ -72,6 +72,44 @@ pub(super) fn block_word_mask(block: &[u8; 64]) -> Option<u64> {
     (high == 0).then_some(mask)
 }
 
+/// The masks of a block with non-ASCII bytes.
+pub(super) struct BlockMasks {
+    /// ASCII word bytes.
+    pub(super) word: u64,
+    /// Non-ASCII bytes.
+    pub(super) high: u64,
+    /// Non-ASCII bytes that start a character (not `10xxxxxx` continuation bytes).
+    pub(super) lead: u64,
+}
+
+/// Every mask of a 64-byte block, whatever its bytes.
+pub(super) fn block_masks(block: &[u8; 64]) -> BlockMasks {
+    let splat = u8x16::splat;
+    let mut masks = BlockMasks {
+        word: 0,
+        high: 0,
+        lead: 0,
+    };
+    for (k, chunk) in block.chunks_exact(16).enumerate() {
+        let mut lanes = [0u8; 16];
+        lanes.copy_from_slice(chunk);
+        let v = u8x16::new(lanes);
+        let shift = 16 * k;
+        let high = u64::from(v.to_bitmask()) << shift;
+        let continuation = u64::from((v & splat(0xc0)).simd_eq(splat(0x80)).to_bitmask()) << shift;
+        let not_alpha = ((v | splat(0x20)) - splat(b'a'))
+            .min(splat(26))
+            .simd_eq(splat(26));
+        let not_digit = (v - splat(b'0')).min(splat(10)).simd_eq(splat(10));
+        // High bytes fall outside both ranges, so they are never word bytes here.
+        let word = !(not_alpha & not_digit) | v.simd_eq(splat(b'_'));
+        masks.word |= u64::from(word.to_bitmask()) << shift;
+        masks.high |= high;
+        masks.lead |= high & !continuation;
+    }
+    masks
+}
+
 /// The first 8 bytes (zero-padded past the end: a zero byte ends a word like the end of the
 /// text does).
 #[inline]
@@ -201,16 +239,21 @@ impl StartFilter {
                 .iter()
                 .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'_')
                 .count();
-            let non_ascii_next = bytes.get(len).is_some_and(|&b| b >= 0x80);
-            // A phrase starting with non-ASCII, or whose first word runs into non-ASCII within
-            // the window, needs no entry: text where it matches is uncertain and passes.
-            if len == 0 || non_ascii_next && len < 8 {
+            let next = p.get(len..).and_then(|r| r.chars().next());
+            let non_ascii_next = next.is_some_and(|c| !c.is_ascii());
+            let letter_next = non_ascii_next && next.is_some_and(super::is_word_char);
+            // A phrase starting with non-ASCII, or whose first word goes on with a non-ASCII
+            // letter within the window, needs no entry: text where it matches is uncertain
+            // and passes. (A non-ASCII character that is not a letter, like `’`, ends the
+            // first word as an ASCII one would.)
+            if len == 0 || letter_next && len < 8 {
                 continue;
             }
             let key = word_key(window(bytes), len);
             filter.first.insert(key);
-            if non_ascii_next {
-                // The window is all ASCII word bytes, but where the word ends is unknown.
+            if non_ascii_next && len >= 8 {
+                // The window is all ASCII word bytes, and the text side does not look further
+                // for words this long.
                 filter.short.insert(key);
                 continue;
             }
@@ -311,6 +354,20 @@ mod tests {
         }
         block[40] = 0xc3;
         assert_eq!(block_word_mask(&block), None);
+    }
+
+    #[test]
+    fn block_masks_agree_with_the_bytes() {
+        let text = "naïve café — 日本 word_1 ’s end";
+        let mut block = [b' '; 64];
+        block[..text.len()].copy_from_slice(text.as_bytes());
+        let masks = block_masks(&block);
+        for (i, &b) in block.iter().enumerate() {
+            assert_eq!(masks.word >> i & 1 == 1, is_word(b), "word byte {i}");
+            assert_eq!(masks.high >> i & 1 == 1, b >= 0x80, "high byte {i}");
+            let lead = b >= 0xc0;
+            assert_eq!(masks.lead >> i & 1 == 1, lead, "lead byte {i}");
+        }
     }
 
     #[test]
