@@ -419,7 +419,7 @@ impl Scanner {
                 // The first question inline; the text is only looked at past the window for
                 // the few words it lets through.
                 filter.first_word(w, len).is_some_and(|key| {
-                    filter.may_continue(rest.get(i..).unwrap_or_default(), len, key)
+                    filter.may_continue(rest.get(i..).unwrap_or_default(), len, true, key)
                 })
             } else {
                 filter.may_start(rest.get(i..).unwrap_or_default())
@@ -473,7 +473,7 @@ impl Scanner {
                     // The first question inline; the text is only looked at past the window
                     // for the few words it lets through.
                     filter.first_word(w, len).is_some_and(|key| {
-                        filter.may_continue(rest.get(i..).unwrap_or_default(), len, key)
+                        filter.may_continue(rest.get(i..).unwrap_or_default(), len, true, key)
                     })
                 } else {
                     filter.may_start(rest.get(i..).unwrap_or_default())

@@ -275,7 +275,7 @@ impl StartFilter {
     #[inline]
     pub(super) fn may_start_word(&self, text: &[u8], w: u64, len: usize) -> bool {
         self.first_word(w, len)
-            .is_some_and(|key| self.may_continue(text, len, key))
+            .is_some_and(|key| self.may_continue(text, len, len < 8, key))
     }
 
     /// The first question alone: the first word's key when that word begins some phrase.
@@ -286,13 +286,14 @@ impl StartFilter {
     }
 
     /// The second question, for a first word that begins some phrase (`key` from
-    /// [`first_word`](Self::first_word)): can what follows it in `text` continue one?
+    /// [`first_word`](Self::first_word)): can what follows it in `text` continue one? `len`
+    /// is the word's length when `exact`, else only known to be at least 8.
     #[cold]
-    pub(super) fn may_continue(&self, text: &[u8], len: usize, key: u64) -> bool {
+    pub(super) fn may_continue(&self, text: &[u8], len: usize, exact: bool, key: u64) -> bool {
         if self.short.contains(key) {
             return true;
         }
-        let after = if len < 8 {
+        let after = if exact {
             len
         } else {
             match ascii_word_len(text) {
