@@ -353,8 +353,7 @@ impl Scanner {
             // The byte before the block: an ASCII word byte, or part of a non-ASCII character
             // (which the exact check decodes).
             let before = p.checked_sub(1).and_then(|b| bytes.get(b)).copied();
-            let before_word =
-                u64::from(before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            let before_word = u64::from(before.is_some_and(starts::is_ascii_word_byte));
             let before_high = u64::from(before.is_some_and(|b| b >= 0x80));
             let hit = match starts::block_word_mask(block) {
                 Some(mask) => {
@@ -410,20 +409,9 @@ impl Scanner {
         let rest = text.as_bytes().get(p..).unwrap_or_default();
         while starts != 0 {
             let i = starts.trailing_zeros() as usize % 64;
-            let mut eight = [0; 8];
-            eight.copy_from_slice(&ahead[i..i + 8]);
-            let w = u64::from_le_bytes(eight);
             // The word's length, when it ends inside the block.
             let len = (!(mask >> i)).trailing_zeros() as usize;
-            let may = if i + len < 64 {
-                // The first question inline; the text is only looked at past the window for
-                // the few words it lets through.
-                filter.first_word(w, len).is_some_and(|key| {
-                    filter.may_continue(rest.get(i..).unwrap_or_default(), len, true, key)
-                })
-            } else {
-                filter.may_start(rest.get(i..).unwrap_or_default())
-            };
+            let may = may_start_at(filter, ahead, rest, i, len, i + len < 64);
             if may && let Some(hit) = self.best_anchored(text, p + i, enabled) {
                 return Some(hit);
             }
@@ -458,9 +446,6 @@ impl Scanner {
         while todo != 0 {
             let i = todo.trailing_zeros() as usize % 64;
             let may = if starts >> i & 1 == 1 {
-                let mut eight = [0; 8];
-                eight.copy_from_slice(&ahead[i..i + 8]);
-                let w = u64::from_le_bytes(eight);
                 // The ASCII word's length, when it ends inside the block.
                 let len = (!(word >> i)).trailing_zeros() as usize;
                 let end = i + len;
@@ -469,15 +454,7 @@ impl Scanner {
                 // on, and the automaton decides.
                 let ends =
                     end < 64 && (high >> end & 1 == 0 || !self.continues_word(text, p + end));
-                if ends {
-                    // The first question inline; the text is only looked at past the window
-                    // for the few words it lets through.
-                    filter.first_word(w, len).is_some_and(|key| {
-                        filter.may_continue(rest.get(i..).unwrap_or_default(), len, true, key)
-                    })
-                } else {
-                    filter.may_start(rest.get(i..).unwrap_or_default())
-                }
+                may_start_at(filter, ahead, rest, i, len, ends)
             } else {
                 self.is_word_start(text, p + i)
                     && filter.may_start(rest.get(i..).unwrap_or_default())
@@ -664,6 +641,31 @@ pub(crate) fn live(dfa: &NFA, text: &[u8], at: usize) -> bool {
         }
     }
     true
+}
+
+/// The filter's verdict for a certain word start at byte `i` of a block (`ahead`: the block and
+/// 8 bytes more; `rest`: the text from the block on), whose ASCII word is `len` bytes long.
+/// When the word is known to end there (`ends`), the first question is asked inline and the
+/// text is only looked at past the window for the few words it lets through; otherwise the
+/// filter measures the word itself.
+#[inline(always)]
+fn may_start_at(
+    filter: &StartFilter,
+    ahead: &[u8; 72],
+    rest: &[u8],
+    i: usize,
+    len: usize,
+    ends: bool,
+) -> bool {
+    let at = || rest.get(i..).unwrap_or_default();
+    if !ends {
+        return filter.may_start(at());
+    }
+    let mut eight = [0; 8];
+    eight.copy_from_slice(&ahead[i % 64..i % 64 + 8]);
+    filter
+        .first_word(u64::from_le_bytes(eight), len)
+        .is_some_and(|key| filter.may_continue(at(), len, true, key))
 }
 
 /// A word character: a letter, a digit (any script) or `_`.

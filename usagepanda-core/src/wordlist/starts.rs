@@ -3,11 +3,10 @@
 //! In word mode a phrase that starts with a word character can only match at a word start,
 //! and the text's first word there must equal the phrase's first word (both stand as whole
 //! words). So each word start is asked, in a few instructions, whether its first word (its
-//! first 8 bytes, case folded) is the first word of some phrase; only then is the anchored
-//! automaton walked. Phrases of 8 bytes or more get a second, finer question: do the text's
-//! first 8 bytes equal the phrase's? That keeps common first words such as `you` or `from`
-//! (first words of `you are now ...` or `from now on ...`) from sending every occurrence to the
-//! automaton.
+//! first 8 bytes, case folded) is the first word of some phrase. The few that pass get a
+//! second question: can the 4 or 8 bytes after the word continue one of those phrases? That
+//! keeps common first words such as `you` or `from` (of `you are now ...`, `from now on ...`)
+//! from sending every occurrence to the automaton. Only then is the anchored automaton walked.
 //!
 //! Everything here is a filter: it may say yes for a start that does not match (a hash
 //! collision, or a word next to non-ASCII text, where it cannot tell), never no for one that
@@ -48,26 +47,46 @@ fn gather(high_bits: u64) -> u8 {
     ((high_bits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
 }
 
+/// An ASCII word byte (`0-9`, `A-Z`, `a-z`, `_`).
+#[inline]
+pub(super) fn is_ascii_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The four 16-byte lanes of a block.
+#[inline]
+fn lanes(block: &[u8; 64]) -> impl Iterator<Item = u8x16> + '_ {
+    block.chunks_exact(16).map(|chunk| {
+        let mut lanes = [0u8; 16];
+        lanes.copy_from_slice(chunk);
+        u8x16::new(lanes)
+    })
+}
+
+/// Bit `i` says whether byte `i` of the lane is an ASCII word byte (never a non-ASCII one:
+/// those fall outside every range).
+#[inline]
+fn word_bits(v: u8x16) -> u64 {
+    let splat = u8x16::splat;
+    // Lanes that are not a letter, not a digit: all ones.
+    let not_alpha = ((v | splat(0x20)) - splat(b'a'))
+        .min(splat(26))
+        .simd_eq(splat(26));
+    let not_digit = (v - splat(b'0')).min(splat(10)).simd_eq(splat(10));
+    let word = !(not_alpha & not_digit) | v.simd_eq(splat(b'_'));
+    u64::from(word.to_bitmask())
+}
+
 /// Bit `i` says whether byte `i` of an all-ASCII 64-byte block is a word character; `None`
 /// when the block has a non-ASCII byte. Sixteen bytes per step (SSE2 on x86-64, NEON on
 /// Arm, plain code elsewhere).
 #[inline]
 pub(super) fn block_word_mask(block: &[u8; 64]) -> Option<u64> {
-    let splat = u8x16::splat;
     let mut mask = 0u64;
     let mut high = 0u32;
-    for (k, chunk) in block.chunks_exact(16).enumerate() {
-        let mut lanes = [0u8; 16];
-        lanes.copy_from_slice(chunk);
-        let v = u8x16::new(lanes);
+    for (k, v) in lanes(block).enumerate() {
         high |= v.to_bitmask();
-        // Lanes that are not a letter, not a digit: all ones.
-        let not_alpha = ((v | splat(0x20)) - splat(b'a'))
-            .min(splat(26))
-            .simd_eq(splat(26));
-        let not_digit = (v - splat(b'0')).min(splat(10)).simd_eq(splat(10));
-        let word = !(not_alpha & not_digit) | v.simd_eq(splat(b'_'));
-        mask |= u64::from(word.to_bitmask()) << (16 * k);
+        mask |= word_bits(v) << (16 * k);
     }
     (high == 0).then_some(mask)
 }
@@ -90,20 +109,11 @@ pub(super) fn block_masks(block: &[u8; 64]) -> BlockMasks {
         high: 0,
         lead: 0,
     };
-    for (k, chunk) in block.chunks_exact(16).enumerate() {
-        let mut lanes = [0u8; 16];
-        lanes.copy_from_slice(chunk);
-        let v = u8x16::new(lanes);
+    for (k, v) in lanes(block).enumerate() {
         let shift = 16 * k;
         let high = u64::from(v.to_bitmask()) << shift;
         let continuation = u64::from((v & splat(0xc0)).simd_eq(splat(0x80)).to_bitmask()) << shift;
-        let not_alpha = ((v | splat(0x20)) - splat(b'a'))
-            .min(splat(26))
-            .simd_eq(splat(26));
-        let not_digit = (v - splat(b'0')).min(splat(10)).simd_eq(splat(10));
-        // High bytes fall outside both ranges, so they are never word bytes here.
-        let word = !(not_alpha & not_digit) | v.simd_eq(splat(b'_'));
-        masks.word |= u64::from(word.to_bitmask()) << shift;
+        masks.word |= word_bits(v) << shift;
         masks.high |= high;
         masks.lead |= high & !continuation;
     }
@@ -132,7 +142,7 @@ pub(super) fn window(bytes: &[u8]) -> u64 {
 pub(super) fn ascii_word_len(rest: &[u8]) -> Option<usize> {
     let len = rest
         .iter()
-        .position(|&b| !b.is_ascii_alphanumeric() && b != b'_')
+        .position(|&b| !is_ascii_word_byte(b))
         .unwrap_or(rest.len());
     if len == 0 || rest.get(len).is_some_and(|&b| b >= 0x80) {
         return None;
@@ -235,10 +245,7 @@ impl StartFilter {
         };
         for p in patterns {
             let bytes = p.as_bytes();
-            let len = bytes
-                .iter()
-                .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'_')
-                .count();
+            let len = bytes.iter().take_while(|&&b| is_ascii_word_byte(b)).count();
             let next = p.get(len..).and_then(|r| r.chars().next());
             let non_ascii_next = next.is_some_and(|c| !c.is_ascii());
             let letter_next = non_ascii_next && next.is_some_and(super::is_word_char);
