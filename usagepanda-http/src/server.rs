@@ -241,9 +241,9 @@ impl Proxy {
         outcome.stats.metadata.time_to_first_byte = Some(latency);
         let stats = outcome.stats;
         // Only an upload the configuration says to wait for holds the answer; anything else
-        // is recorded by a tracked task once the answer is on its way.
-        // Past `MAX_PENDING_RECORDS` waiting records (a stalled stdout reader, a slow upload)
-        // the answer waits for its record too: the proxy slows down instead of piling them up.
+        // is recorded by a tracked task once the answer is on its way, unless
+        // `MAX_PENDING_RECORDS` are already waiting (a stalled stdout reader, a slow upload):
+        // then the answer waits too, and the proxy slows down instead of piling them up.
         let holds = !self.inner.options.async_stats_upload
             && (self.inner.api.is_some() || self.inner.sink.holds_answer());
         if !holds && self.inner.tracker.len() < MAX_PENDING_RECORDS {

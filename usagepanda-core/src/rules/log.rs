@@ -59,15 +59,17 @@ fn keep_with_usage(body: &[u8], drop: &[&str]) -> (Option<Box<RawValue>>, Option
         .ok()
         .filter(|_| de.end().is_ok());
     match kept {
-        Some((json, usage)) => {
-            let usage = usage.and_then(|u| {
-                let text = single_line(String::from(u.get()));
-                RawValue::from_string(text).ok()
-            });
-            (RawValue::from_string(single_line(json)).ok(), usage)
-        }
+        Some((json, usage)) => (RawValue::from_string(single_line(json)).ok(), usage),
         None => (fallback(body), None),
     }
+}
+
+/// A raw value on one line, copied once.
+fn one_line(value: &RawValue) -> Option<Box<RawValue>> {
+    if memchr::memchr2(b'\n', b'\r', value.get().as_bytes()).is_none() {
+        return Some(value.to_owned());
+    }
+    RawValue::from_string(single_line(value.get().to_owned())).ok()
 }
 
 /// Raw JSON on one line: a record is one line of a JSON-lines log, but kept fields are copied
@@ -123,7 +125,7 @@ impl<'de> Visitor<'de> for Trim<'_> {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let value: &'de RawValue = map.next_value()?;
             if key == "usage" && value.get() != "null" {
-                usage = Some(value.to_owned());
+                usage = one_line(value);
             }
             if self.drop.contains(&key.as_ref()) {
                 continue;
@@ -173,7 +175,8 @@ mod tests {
             usage.as_deref(),
             Some(r#"{"prompt_tokens":9,"total":1.50e3}"#)
         );
-        // Compact bodies are copied as they are, spaces included.
+        // White space between a kept object's fields goes anyway: the object is rebuilt
+        // from its fields.
         let spaced = br#"{"model": "m", "user": "u"}"#;
         let kept = request_record(spaced, true).map(|r| r.get().to_owned());
         assert_eq!(kept.as_deref(), Some(r#"{"model":"m","user":"u"}"#));
